@@ -1,0 +1,116 @@
+"""Command line: ``python -m llmrec_lite COMMAND ...``.
+
+Every command prints human-readable progress on stderr and, as the last line of
+stdout, one JSON object that scripts and benchmarks read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from llmrec_lite import registry
+from llmrec_lite.data import DataFormatError, INDEXINGS, load_dataset
+from llmrec_lite.split import LeaveOneOutSplit
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help=f"registered dataset: {', '.join(registry.DATASETS)}")
+    source.add_argument("--path", help="a data file in the S3Rec format (user item item ...)")
+    parser.add_argument("--indexing", default="sequential", choices=INDEXINGS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help=f"data cache (default: ${registry.DATA_DIR_ENV})")
+
+
+def _load(args):
+    data = load_dataset(name=args.dataset, path=args.path, indexing=args.indexing, seed=args.seed, data_dir=args.data_dir)
+    return data, LeaveOneOutSplit.from_data(data)
+
+
+def cmd_data(args) -> dict:
+    data, split = _load(args)
+    return {**data.stats(), **split.stats(), "source": data.source}
+
+
+def cmd_wals(args) -> dict:
+    import torch
+
+    from llmrec_lite.metrics import evaluate_dot_product
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    torch.manual_seed(args.seed)
+    data, split = _load(args)
+    config = WALSConfig(
+        num_factors=args.factors,
+        regularization=args.regularization,
+        alpha=args.alpha,
+        iterations=args.iterations,
+        backend=args.backend,
+        solver=args.solver,
+        cg_steps=args.cg_steps,
+        seed=args.seed,
+        device=args.device,
+    )
+    start = time.perf_counter()
+    model = WALS(config).fit(split.train_matrix())
+    seconds = time.perf_counter() - start
+    metrics = evaluate_dot_product(model.user_factors, model.item_factors, split, stage=args.stage)
+    out = {
+        "dataset": data.name,
+        "backend": config.backend,
+        "solver": config.solver,
+        "device": config.device,
+        "factors": config.num_factors,
+        "iterations": config.iterations,
+        "seconds": seconds,
+        "seconds_per_iteration": model.seconds_per_iteration,
+        "final_loss": model.final_loss,
+        "stage": args.stage,
+        **metrics,
+    }
+    if args.out:
+        model.save(args.out, {"dataset": data.name, "indexing": data.indexing, "indexing_seed": data.seed,
+                              "source": data.source, "metrics": metrics})
+        out["out"] = str(args.out)
+        out["fingerprint"] = model.fingerprint()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="load a dataset, split it and print its statistics")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("wals", help="fit WALS on the training interactions and evaluate the embeddings")
+    _add_data_args(p)
+    p.add_argument("--factors", type=int, default=64)
+    p.add_argument("--iterations", type=int, default=15)
+    p.add_argument("--regularization", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=10.0)
+    p.add_argument("--backend", default="torch", choices=["torch", "implicit"])
+    p.add_argument("--solver", default="cg", choices=["cg", "batched", "reference"])
+    p.add_argument("--cg-steps", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which targets to evaluate")
+    p.add_argument("--out", default=None, help="folder to save factors.safetensors and wals.json")
+    p.set_defaults(func=cmd_wals)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (KeyError, DataFormatError, FileNotFoundError, registry.ChecksumError, RuntimeError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        print(json.dumps({"error": message}))
+        return 2
+    print(json.dumps(result))
+    return 0

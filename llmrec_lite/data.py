@@ -1,0 +1,345 @@
+"""Interaction data: parsers, the 5-core filter, item indexing and statistics.
+
+Two on-disk formats are read:
+
+- **S3Rec** (LastFM, Beauty, and any file of yours in the same format): one user per
+  line, ``user_id item_id item_id ...``, positive integers, items oldest first.
+- **MovieLens-1M** (``ml-1m.zip``): ``ratings.dat`` with ``UserID::MovieID::Rating::Timestamp``;
+  every rating is an interaction, an iterative 5-core filter is applied and each user's
+  items are sorted by timestamp (OpenP5's processing).
+
+After parsing, users and items are renumbered. Inside the package every user and item
+is a 0-based *index* (rows and columns of matrices). The ids the prompts show are
+derived from the index: user ``u`` is ``user_{u+1}``, item ``i`` is ``item_{1001+i}``.
+The *indexing* decides which item gets which index: ``sequential`` numbers items in
+order of first appearance over the users' training parts (then the rest), ``random``
+shuffles them with a seed. Consecutive ids leak co-occurrence information to a text
+model (a known P5 trap), so every result names its indexing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmrec_lite import registry
+
+FIRST_ITEM_ID = 1001
+INDEXINGS = ("sequential", "random")
+
+
+class DataFormatError(ValueError):
+    """A data file does not follow its format; the message names file and line."""
+
+
+@dataclass
+class InteractionData:
+    """Chronological item sequences of every user, with users and items indexed.
+
+    Attributes:
+        name: Dataset name (registry key, or the file stem for a user-supplied file).
+        display_name: Name used in prompts ("LastFM").
+        sequences: One int64 array of item indices per user, oldest first.
+        raw_user_ids: Original user id of each user index.
+        raw_item_ids: Original item id of each item index.
+        indexing: ``"sequential"`` or ``"random"``.
+        seed: Seed used by random indexing (recorded for every indexing).
+        source: Path of the file the data came from.
+    """
+
+    name: str
+    display_name: str
+    sequences: list[np.ndarray]
+    raw_user_ids: np.ndarray
+    raw_item_ids: np.ndarray
+    indexing: str
+    seed: int
+    source: str = ""
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.raw_item_ids)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    def user_id(self, user: int) -> int:
+        """The user id shown in prompts (1-based)."""
+        return int(user) + 1
+
+    def item_id(self, item: int) -> int:
+        """The item id shown in prompts (from 1001)."""
+        return int(item) + FIRST_ITEM_ID
+
+    def item_text(self, item: int) -> str:
+        """The item as the prompts write it, e.g. ``"LastFM item_1024"``."""
+        return f"{self.display_name} item_{self.item_id(item)}"
+
+    def item_popularity(self, sequences: list[np.ndarray] | None = None) -> np.ndarray:
+        """Interaction count per item index (over ``sequences``, default all)."""
+        seqs = self.sequences if sequences is None else sequences
+        counts = np.zeros(self.num_items, dtype=np.int64)
+        if seqs:
+            np.add.at(counts, np.concatenate(seqs), 1)
+        return counts
+
+    def stats(self) -> dict:
+        """Dataset statistics (counts, density, sequence lengths)."""
+        lengths = np.array([len(s) for s in self.sequences])
+        interactions = int(lengths.sum())
+        return {
+            "dataset": self.name,
+            "users": self.num_users,
+            "items": self.num_items,
+            "interactions": interactions,
+            "density": interactions / (self.num_users * self.num_items),
+            "avg_sequence_length": float(lengths.mean()),
+            "median_sequence_length": float(np.median(lengths)),
+            "min_sequence_length": int(lengths.min()),
+            "max_sequence_length": int(lengths.max()),
+            "indexing": self.indexing,
+        }
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def parse_s3rec(path: str | os.PathLike) -> dict[int, list[int]]:
+    """Reads an S3Rec-format file into ``{user_id: [item_id, ...]}`` (file order kept).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: a non-integer or non-positive id, a user without items, or a
+            user listed twice; the message names the file and the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such data file: {path}")
+    users: dict[int, list[int]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            fields = line.split()
+            if not fields:
+                continue  # blank lines (e.g. a trailing newline) carry nothing
+            try:
+                ids = [int(f) for f in fields]
+            except ValueError:
+                bad = next(f for f in fields if not _is_int(f))
+                raise DataFormatError(
+                    f"{path}, line {line_no}: {bad!r} is not an integer id. Each line must be "
+                    "'user_id item_id item_id ...' with positive integers separated by spaces."
+                ) from None
+            if min(ids) <= 0:
+                raise DataFormatError(
+                    f"{path}, line {line_no}: ids must be positive integers, found {min(ids)}."
+                )
+            user, items = ids[0], ids[1:]
+            if not items:
+                raise DataFormatError(f"{path}, line {line_no}: user {user} has no items.")
+            if user in users:
+                raise DataFormatError(
+                    f"{path}, line {line_no}: user {user} appears a second time; "
+                    "each user must be on one line."
+                )
+            users[user] = items
+    if not users:
+        raise DataFormatError(f"{path}: the file holds no interactions.")
+    return users
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_ml1m_ratings(lines, source: str = "ratings.dat") -> list[tuple[int, int, int]]:
+    """Parses ``UserID::MovieID::Rating::Timestamp`` lines into (user, item, time) triples.
+
+    Raises:
+        DataFormatError: a line without four ``::``-separated integer fields.
+    """
+    triples = []
+    for line_no, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            line = line.decode("latin-1")
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split("::")
+        if len(parts) != 4 or not all(_is_int(p) for p in parts):
+            raise DataFormatError(
+                f"{source}, line {line_no}: expected 'UserID::MovieID::Rating::Timestamp' "
+                f"with integers, got {line[:80]!r}."
+            )
+        user, item, _rating, ts = (int(p) for p in parts)
+        triples.append((user, item, ts))
+    return triples
+
+
+def five_core(triples: list[tuple[int, int, int]], k: int = 5) -> list[tuple[int, int, int]]:
+    """Iteratively drops users and items with fewer than ``k`` interactions."""
+    while True:
+        user_counts = Counter(t[0] for t in triples)
+        item_counts = Counter(t[1] for t in triples)
+        kept = [t for t in triples if user_counts[t[0]] >= k and item_counts[t[1]] >= k]
+        if len(kept) == len(triples):
+            return kept
+        triples = kept
+
+
+def sequences_from_triples(triples: list[tuple[int, int, int]]) -> dict[int, list[int]]:
+    """Groups (user, item, time) triples into time-ordered sequences, users sorted by id.
+
+    Ties in time keep file order (a stable sort), as OpenP5's preprocessing does.
+    """
+    by_user: dict[int, list[tuple[int, int]]] = {}
+    for user, item, ts in triples:
+        by_user.setdefault(user, []).append((ts, item))
+    return {
+        user: [item for _, item in sorted(events, key=lambda e: e[0])]
+        for user, events in sorted(by_user.items())
+    }
+
+
+def read_ml1m_zip(path: str | os.PathLike) -> dict[int, list[int]]:
+    """Reads ``ml-1m.zip`` (``ml-1m/ratings.dat`` inside), applies 5-core, orders by time."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.endswith("ratings.dat")), None)
+            if member is None:
+                raise DataFormatError(f"{path}: no ratings.dat inside the archive.")
+            with archive.open(member) as fh:
+                triples = parse_ml1m_ratings(io.TextIOWrapper(fh, encoding="latin-1"), f"{path}:{member}")
+    except zipfile.BadZipFile as err:
+        raise DataFormatError(f"{path} is not a valid zip archive ({err}). Delete it and download again.") from err
+    return sequences_from_triples(five_core(triples))
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+def item_order(user_items: list[list[int]], indexing: str = "sequential", seed: int = 0) -> list[int]:
+    """Decides which raw item gets which index.
+
+    Args:
+        user_items: Raw item sequences, one per user, in user order.
+        indexing: ``"sequential"``: order of first appearance over the training parts
+            (``seq[:-2]``, users in order), then the items met only in validation/test
+            targets, in order of appearance; ``"random"``: a seeded shuffle.
+        seed: Seed of the random indexing.
+
+    Returns:
+        Raw item ids, position = index.
+    """
+    if indexing not in INDEXINGS:
+        raise ValueError(f"Unknown indexing {indexing!r}; choose one of {INDEXINGS}.")
+    seen: dict[int, None] = {}
+    for seq in user_items:
+        for item in seq[:-2]:
+            seen.setdefault(item, None)
+    for seq in user_items:
+        for item in seq:
+            seen.setdefault(item, None)
+    order = list(seen)
+    if indexing == "random":
+        rng = np.random.default_rng(seed)
+        order = [order[i] for i in rng.permutation(len(order))]
+    return order
+
+
+def build(
+    raw: dict[int, list[int]],
+    name: str,
+    display_name: str,
+    indexing: str = "sequential",
+    seed: int = 0,
+    source: str = "",
+    min_length: int = 3,
+) -> InteractionData:
+    """Indexes raw sequences into an :class:`InteractionData`.
+
+    Raises:
+        DataFormatError: a user has fewer than ``min_length`` interactions (leave-one-out
+            needs at least one training item plus a validation and a test target).
+    """
+    short = [u for u, items in raw.items() if len(items) < min_length]
+    if short:
+        raise DataFormatError(
+            f"{source or name}: {len(short)} user(s) have fewer than {min_length} interactions "
+            f"(first: user {short[0]} with {len(raw[short[0]])}). Leave-one-out needs a training "
+            "item, a validation and a test target per user: apply a 5-core filter first."
+        )
+    user_ids = list(raw)
+    order = item_order([raw[u] for u in user_ids], indexing=indexing, seed=seed)
+    index_of = {item: i for i, item in enumerate(order)}
+    sequences = [np.array([index_of[i] for i in raw[u]], dtype=np.int64) for u in user_ids]
+    return InteractionData(
+        name=name,
+        display_name=display_name,
+        sequences=sequences,
+        raw_user_ids=np.array(user_ids, dtype=np.int64),
+        raw_item_ids=np.array(order, dtype=np.int64),
+        indexing=indexing,
+        seed=seed,
+        source=source,
+    )
+
+
+def load_dataset(
+    name: str | None = None,
+    path: str | os.PathLike | None = None,
+    indexing: str = "sequential",
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+) -> InteractionData:
+    """Loads a registered dataset by name, or an S3Rec-format file by path.
+
+    Args:
+        name: Registry key (``lastfm``, ``beauty``, ``ml1m``).
+        path: A file in the S3Rec format, or an ``ml-1m.zip``-style archive.
+        indexing: ``"sequential"`` or ``"random"`` (see the module docstring).
+        seed: Seed of the random indexing.
+        data_dir: Cache directory (default: ``LLMREC_DATA_DIR`` or ``~/.cache/llmrec_lite/data``).
+
+    Returns:
+        The indexed dataset. Registered datasets carry their item attributes when the
+        registry lists an attribute file.
+    """
+    if (name is None) == (path is None):
+        raise ValueError("Pass exactly one of name (a registered dataset) or path (a file).")
+    if path is not None:
+        path = Path(path)
+        raw = read_ml1m_zip(path) if path.suffix == ".zip" else parse_s3rec(path)
+        return build(raw, path.stem, path.stem, indexing, seed, source=str(path))
+    info = registry.get_info(name)
+    file = registry.fetch(info.name, data_dir, "interactions")
+    raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
+    return build(raw, info.name, info.display_name, indexing, seed, source=str(file))
+
+
+def load_attributes(data: InteractionData, data_dir: str | os.PathLike | None = None) -> dict[int, list[int]]:
+    """Item attributes ``{item index: [attribute id, ...]}`` of a registered dataset.
+
+    Attributes are side information (tags for LastFM, categories and brand for Beauty);
+    the method itself does not use them, the embedding explorer colours by them.
+    """
+    info = registry.get_info(data.name)
+    file = registry.fetch(info.name, data_dir, "attributes")
+    raw = {int(k): v for k, v in json.loads(Path(file).read_text()).items()}
+    return {i: sorted(set(raw.get(int(r), []))) for i, r in enumerate(data.raw_item_ids)}

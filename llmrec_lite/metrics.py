@@ -1,0 +1,141 @@
+"""Ranking metrics with one relevant item per user (leave-one-out).
+
+With a single relevant item at 0-based rank ``r``:
+``HR@K = 1[r < K]`` and ``NDCG@K = 1[r < K] / log2(r + 2)`` (the ideal DCG is 1).
+Ranks are computed over the whole catalogue ("full ranking"), never against sampled
+negatives, whose numbers are an order of magnitude higher and not comparable.
+Ties are broken by item index, exactly as a stable sort of the scores would order
+them, so metrics computed from ranks equal metrics recomputed from top-K lists.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+DEFAULT_KS = (5, 10)
+
+
+def target_ranks(
+    scores: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray | Sequence[int],
+    exclude: Sequence[Iterable[int]] | None = None,
+) -> np.ndarray:
+    """0-based rank of each row's target among all items.
+
+    Args:
+        scores: ``(users, items)`` scores, higher is better.
+        targets: Target item index per row.
+        exclude: Optional per-row item indices to remove from the ranking (for example
+            the user's history). An excluded target is ranked last.
+
+    Returns:
+        ``(users,)`` int64 ranks.
+    """
+    scores = torch.as_tensor(scores).detach().to(torch.float32).clone()
+    targets = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=scores.device)
+    if exclude is not None:
+        for row, items in enumerate(exclude):
+            items = torch.as_tensor(np.asarray(list(items), dtype=np.int64), device=scores.device)
+            scores[row, items] = -torch.inf
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    target_scores = scores[rows, targets].unsqueeze(1)
+    item_index = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0)
+    ahead = (scores > target_scores) | ((scores == target_scores) & (item_index < targets.unsqueeze(1)))
+    ranks = ahead.sum(1)
+    if exclude is not None:
+        # an excluded target cannot be recommended: put it behind every item
+        excluded_target = torch.isneginf(target_scores.squeeze(1))
+        ranks = torch.where(excluded_target, torch.full_like(ranks, scores.shape[1]), ranks)
+    return ranks.cpu().numpy().astype(np.int64)
+
+
+def hit_rate(ranks: np.ndarray, k: int) -> float:
+    """HR@K: the share of users whose target is in the top K."""
+    ranks = np.asarray(ranks)
+    return float((ranks < k).mean()) if len(ranks) else 0.0
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    """NDCG@K with one relevant item: mean of ``1 / log2(rank + 2)`` over hits."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if not len(ranks):
+        return 0.0
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(gains.mean())
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS, suffix: str = "") -> dict:
+    """``{"hr@5": ..., "ndcg@5": ..., "hr@10": ..., ...}`` from target ranks."""
+    out = {}
+    for k in ks:
+        out[f"hr@{k}{suffix}"] = hit_rate(ranks, k)
+        out[f"ndcg@{k}{suffix}"] = ndcg(ranks, k)
+    return out
+
+
+def ranks_from_lists(top_lists: Sequence[Sequence[int]], gold: Sequence[int]) -> np.ndarray:
+    """Ranks from ranked top-K lists (a miss gets rank ``len(list)``, i.e. outside top K)."""
+    ranks = []
+    for ranked, target in zip(top_lists, gold):
+        ranked = list(ranked)
+        ranks.append(ranked.index(target) if target in ranked else len(ranked))
+    return np.array(ranks, dtype=np.int64)
+
+
+def top_k(scores: torch.Tensor | np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = None) -> np.ndarray:
+    """Top-``k`` item indices per row, ties broken by item index (stable)."""
+    scores = torch.as_tensor(scores).detach().to(torch.float32).clone()
+    if exclude is not None:
+        for row, items in enumerate(exclude):
+            scores[row, torch.as_tensor(np.asarray(list(items), dtype=np.int64))] = -torch.inf
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    return order.cpu().numpy()
+
+
+def evaluate_scores(
+    scores: torch.Tensor | np.ndarray,
+    targets: Sequence[int],
+    histories: Sequence[Iterable[int]] | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict:
+    """HR@K and NDCG@K, unmasked and (when ``histories`` is given) with history masked.
+
+    The unmasked numbers follow OpenP5's rule (history items stay in the ranking);
+    the ``_masked`` ones remove each user's history items first (the S3-Rec rule).
+    """
+    out = metrics_from_ranks(target_ranks(scores, targets), ks)
+    if histories is not None:
+        out.update(metrics_from_ranks(target_ranks(scores, targets, exclude=histories), ks, "_masked"))
+    return out
+
+
+def evaluate_dot_product(
+    user_factors: torch.Tensor,
+    item_factors: torch.Tensor,
+    split,
+    stage: str = "test",
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 2048,
+) -> dict:
+    """Ranks all items by ``x_uᵀ y_i`` for every user; HR/NDCG unmasked and masked.
+
+    Args:
+        user_factors, item_factors: CF embeddings.
+        split: A :class:`~llmrec_lite.split.LeaveOneOutSplit`.
+        stage: ``"test"`` (history ``seq[:-1]``) or ``"valid"`` (history ``seq[:-2]``).
+        batch_size: Users scored at once (bounds memory on large catalogues).
+    """
+    targets = split.targets(stage)
+    ranks, masked = [], []
+    for start in range(0, split.num_users, batch_size):
+        users = range(start, min(start + batch_size, split.num_users))
+        scores = torch.as_tensor(user_factors)[list(users)] @ torch.as_tensor(item_factors).T
+        ranks.append(target_ranks(scores, targets[list(users)]))
+        masked.append(target_ranks(scores, targets[list(users)], exclude=[split.history(u, stage) for u in users]))
+    out = metrics_from_ranks(np.concatenate(ranks), ks)
+    out.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
+    out["users"] = int(split.num_users)
+    return out

@@ -1,0 +1,94 @@
+"""Run profiles: every hyper-parameter of the book and the command line, in one place.
+
+- ``cpu``: what the book build runs on a 2-core laptop (SmolLM2-135M backbone later on).
+- ``gpu``: paper-scale settings for one GPU (OpenLLaMA-3B in 4-bit later on).
+- ``smoke``: a few seconds per chapter, for the test-suite.
+
+A chapter's parameters cell names a profile; everything else is read from here and
+written into each run's configuration, so a result always carries its settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings shared by the chapters and the command line.
+
+    Attributes:
+        name: Profile name.
+        datasets: Datasets the chapters show (the first is the main one).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        seed: Global seed.
+        indexing: Item indexing (``"sequential"`` or ``"random"``).
+        wals_factors: WALS embedding dimension.
+        wals_regularization: WALS L2 weight ``λ``.
+        wals_alpha: Confidence slope (``c = 1 + alpha * r``).
+        wals_iterations: WALS sweeps.
+        wals_cg_steps: CG steps per half-step.
+        reference_users: Users the slow reference solver is run on in the WALS chapter
+            (it loops in Python over rows).
+        compare_iterations: Iterations of the solver comparison in the WALS chapter.
+    """
+
+    name: str
+    datasets: tuple[str, ...] = ("lastfm", "beauty")
+    device: str = "cpu"
+    seed: int = 0
+    indexing: str = "sequential"
+    wals_factors: int = 64
+    wals_regularization: float = 0.05
+    wals_alpha: float = 10.0
+    wals_iterations: int = 15
+    wals_cg_steps: int = 3
+    reference_users: int | None = None
+    compare_iterations: int = 15
+    extra: dict = field(default_factory=dict)
+
+    def wals_config(self, **overrides):
+        """The :class:`~llmrec_lite.wals.WALSConfig` this profile implies."""
+        from llmrec_lite.wals import WALSConfig
+
+        base = dict(
+            num_factors=self.wals_factors,
+            regularization=self.wals_regularization,
+            alpha=self.wals_alpha,
+            iterations=self.wals_iterations,
+            cg_steps=self.wals_cg_steps,
+            seed=self.seed,
+            device=self.device,
+        )
+        base.update(overrides)
+        return WALSConfig(**base)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu"),
+    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto"),
+    "smoke": Profile(
+        name="smoke",
+        datasets=("lastfm",),
+        device="cpu",
+        wals_factors=16,
+        wals_iterations=3,
+        compare_iterations=3,
+        reference_users=None,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """Looks a profile up by name.
+
+    Raises:
+        KeyError: unknown profile; the message lists the known ones.
+    """
+    if name not in PROFILES:
+        raise KeyError(f"Unknown profile {name!r}. Known profiles: {', '.join(PROFILES)}.")
+    return PROFILES[name]

@@ -1,0 +1,120 @@
+"""The leave-one-out split (OpenP5's protocol, PROTOCOL.md section 2).
+
+For a user with chronological items ``seq``:
+
+- training part: ``seq[:-2]``; every prefix is a training sample
+  (history ``seq[:i]``, target ``seq[i]``, for ``1 <= i < len(seq) - 2``);
+- validation: history ``seq[:-2]``, target ``seq[-2]``;
+- test: history ``seq[:-1]``, target ``seq[-1]``.
+
+Collaborative-filtering models are fitted on the training parts only
+(:meth:`LeaveOneOutSplit.train_matrix`), so no validation or test target leaks into
+the embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from llmrec_lite.data import InteractionData
+
+STAGES = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prediction case: a user, the items before the target, and the target."""
+
+    user: int
+    history: np.ndarray
+    target: int
+
+
+@dataclass
+class LeaveOneOutSplit:
+    """Leave-one-out split of an :class:`InteractionData`.
+
+    Attributes:
+        data: The dataset.
+        train: Training part ``seq[:-2]`` of every user.
+        valid_targets: ``seq[-2]`` per user.
+        test_targets: ``seq[-1]`` per user.
+    """
+
+    data: InteractionData
+    train: list[np.ndarray]
+    valid_targets: np.ndarray
+    test_targets: np.ndarray
+
+    @classmethod
+    def from_data(cls, data: InteractionData) -> "LeaveOneOutSplit":
+        return cls(
+            data=data,
+            train=[s[:-2] for s in data.sequences],
+            valid_targets=np.array([s[-2] for s in data.sequences], dtype=np.int64),
+            test_targets=np.array([s[-1] for s in data.sequences], dtype=np.int64),
+        )
+
+    @property
+    def num_users(self) -> int:
+        return self.data.num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.data.num_items
+
+    @property
+    def num_train_samples(self) -> int:
+        """Number of training prefixes: ``len(seq) - 3`` per user."""
+        return int(sum(max(len(t) - 1, 0) for t in self.train))
+
+    def train_samples(self) -> Iterator[Sample]:
+        """Every training prefix, user by user, in chronological order."""
+        for user, part in enumerate(self.train):
+            for i in range(1, len(part)):
+                yield Sample(user, part[:i], int(part[i]))
+
+    def history(self, user: int, stage: str = "test") -> np.ndarray:
+        """Items the model may see when predicting ``stage``'s target of ``user``."""
+        seq = self.data.sequences[user]
+        if stage == "test":
+            return seq[:-1]
+        if stage == "valid":
+            return seq[:-2]
+        raise ValueError(f"Unknown stage {stage!r}; choose one of {STAGES}.")
+
+    def targets(self, stage: str = "test") -> np.ndarray:
+        """Target item of every user for ``stage``."""
+        if stage == "test":
+            return self.test_targets
+        if stage == "valid":
+            return self.valid_targets
+        raise ValueError(f"Unknown stage {stage!r}; choose one of {STAGES}.")
+
+    def samples(self, stage: str = "test") -> list[Sample]:
+        """One evaluation case per user for ``stage``."""
+        targets = self.targets(stage)
+        return [Sample(u, self.history(u, stage), int(targets[u])) for u in range(self.num_users)]
+
+    def train_matrix(self) -> sp.csr_matrix:
+        """Users x items interaction counts over the training parts only (float32 CSR)."""
+        rows = np.concatenate([np.full(len(t), u) for u, t in enumerate(self.train)])
+        cols = np.concatenate(self.train)
+        values = np.ones(len(cols), dtype=np.float32)
+        # duplicates are summed: r_ui counts repeated interactions
+        matrix = sp.csr_matrix((values, (rows, cols)), shape=(self.num_users, self.num_items))
+        matrix.sum_duplicates()
+        return matrix
+
+    def stats(self) -> dict:
+        """Counts of the split (the ``data`` command prints them)."""
+        return {
+            "train_interactions": int(sum(len(t) for t in self.train)),
+            "train_samples": self.num_train_samples,
+            "valid": int(len(self.valid_targets)),
+            "test": int(len(self.test_targets)),
+        }
