@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,9 @@ from tqdm.auto import tqdm
 
 from llmrec_lite.device import resolve_device
 from llmrec_lite.fileio import atomic_path, write_json
+
+# torch labels its CSR tensors "beta"; the operations used here (SpMM, SDDMM) are stable.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 SOLVERS = ("reference", "batched", "cg")
 BACKENDS = ("torch", "implicit")
@@ -115,7 +119,12 @@ class _CSR:
 
     def with_values(self, values: torch.Tensor) -> torch.Tensor:
         """A torch sparse CSR tensor with this pattern and the given stored values."""
-        return torch.sparse_csr_tensor(self.indptr, self.indices, values, size=self.shape)
+        return _sparse_csr(self.indptr, self.indices, values, self.shape)
+
+
+def _sparse_csr(indptr, indices, values, shape) -> torch.Tensor:
+    # The pattern comes from a valid scipy CSR matrix, so the invariant checks are skipped.
+    return torch.sparse_csr_tensor(indptr, indices, values, size=shape, check_invariants=False)
 
 
 def confidence_matrix(user_items: sp.spmatrix, alpha: float) -> sp.csr_matrix:
@@ -171,9 +180,9 @@ def solve_batched(csr: _CSR, fixed: torch.Tensor, regularization: float, block_r
         block_ptr = csr.indptr[row : end_row + 1] - lo
         cols, c = csr.indices[lo:hi], csr.conf[lo:hi]
         size = (end_row - row, csr.shape[1])
-        a = torch.sparse_csr_tensor(block_ptr, cols, c - 1.0, size=size) @ outer
+        a = _sparse_csr(block_ptr, cols, c - 1.0, size) @ outer
         a = a.view(-1, k, k) + gram
-        b = torch.sparse_csr_tensor(block_ptr, cols, c, size=size) @ fixed
+        b = _sparse_csr(block_ptr, cols, c, size) @ fixed
         chol, _ = torch.linalg.cholesky_ex(a)
         out[row:end_row] = torch.cholesky_solve(b.unsqueeze(2), chol).squeeze(2)
     return out

@@ -1,0 +1,47 @@
+"""Shared fixtures: small hand-made data files and access to the real datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmrec_lite import registry
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def s3rec_file(tmp_path: Path) -> Path:
+    """A tiny S3Rec-format file: 4 users, items in chronological order."""
+    path = tmp_path / "Tiny.txt"
+    path.write_text("1 10 11 12 13 14\n2 11 12 15 16\n3 10 13 15 17 18 19\n4 19 18 17\n")
+    return path
+
+
+def real_data_dir() -> Path | None:
+    """The pre-filled data directory, or None when the real files are not available."""
+    folder = registry.data_dir()
+    return folder if (folder / "lastfm" / "LastFM.txt").exists() else None
+
+
+needs_real_data = pytest.mark.skipif(
+    real_data_dir() is None,
+    reason=f"real datasets not found; set {registry.DATA_DIR_ENV} to a folder holding lastfm/ and beauty/",
+)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

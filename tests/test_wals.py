@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from llmrec_lite.wals import WALS, WALSConfig, wals_loss, confidence_matrix
+
+
+def random_interactions(rng, users=40, items=30, density=0.15):
+    m = sp.random(users, items, density=density, random_state=np.random.RandomState(0), format="csr")
+    m.data = rng.integers(1, 4, size=m.nnz).astype(np.float32)  # counts 1..3
+    return m
+
+
+def fit(matrix, **kw):
+    cfg = dict(num_factors=8, regularization=0.1, alpha=2.0, iterations=6, seed=0)
+    cfg.update(kw)
+    return WALS(WALSConfig(**cfg)).fit(matrix, show_progress=False)
+
+
+def test_reference_and_batched_agree(rng):
+    m = random_interactions(rng)
+    ref = fit(m, solver="reference")
+    bat = fit(m, solver="batched")
+    torch.testing.assert_close(ref.user_factors, bat.user_factors, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(ref.item_factors, bat.item_factors, atol=1e-4, rtol=1e-3)
+
+
+def test_cg_approaches_the_exact_solution(rng):
+    m = random_interactions(rng)
+    exact = fit(m, solver="batched", iterations=20)
+    cg = fit(m, solver="cg", iterations=20, cg_steps=8)  # 8 steps = exact for k=8 in exact arithmetic
+    assert cg.final_loss == pytest.approx(exact.final_loss, rel=1e-3)
+    torch.testing.assert_close(exact.scores(), cg.scores(), atol=2e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("solver", ["reference", "batched", "cg"])
+def test_loss_never_increases(rng, solver):
+    m = random_interactions(rng)
+    losses = [h["loss"] for h in fit(m, solver=solver, iterations=10).history]
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < losses[0]
+
+
+def test_planted_low_rank_matrix_is_recovered():
+    # three groups of users, each likes one block of items: a binary matrix of rank 3
+    users, items, groups = 30, 24, 3
+    p = np.zeros((users, items), dtype=np.float32)
+    for g in range(groups):
+        p[g * 10:(g + 1) * 10, g * 8:(g + 1) * 8] = 1
+    model = fit(sp.csr_matrix(p), num_factors=3, regularization=1e-4, alpha=1.0, iterations=30, solver="batched")
+    recon = model.scores().numpy()
+    assert np.abs(recon - p).max() < 0.05
+    # and each user's top 8 items are exactly their block
+    top = np.argsort(-recon, axis=1)[:, :8]
+    for u in range(users):
+        assert set(top[u]) == set(np.flatnonzero(p[u]))
+
+
+def test_loss_formula_against_dense_computation(rng):
+    m = random_interactions(rng, users=7, items=6, density=0.4)
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=(6, 3))
+    conf = confidence_matrix(m, 3.0)
+    c = np.ones((7, 6)); c[conf.nonzero()] = conf.data
+    p = (m.toarray() > 0).astype(float)
+    dense = (c * (p - x @ y.T) ** 2).sum() + 0.2 * ((x**2).sum() + (y**2).sum())
+    assert wals_loss(conf, x, y, 0.2) == pytest.approx(dense / c.sum())
+
+
+def test_implicit_backend_matches_torch(rng):
+    m = random_interactions(rng)
+    t = fit(m, solver="cg", iterations=10)
+    i = fit(m, backend="implicit", solver="cg", iterations=10)
+    assert i.final_loss == pytest.approx(t.final_loss, rel=1e-3)
+
+
+def test_same_seed_same_factors(rng):
+    m = random_interactions(rng)
+    a, b = fit(m), fit(m)
+    assert torch.equal(a.user_factors, b.user_factors) and torch.equal(a.item_factors, b.item_factors)
+    assert not torch.equal(a.user_factors, fit(m, seed=1).user_factors)
+
+
+def test_save_load_round_trip(tmp_path, rng):
+    model = fit(random_interactions(rng))
+    model.save(tmp_path / "w", {"dataset": "toy"})
+    loaded, info = WALS.load(tmp_path / "w")
+    assert torch.equal(loaded.user_factors, model.user_factors)
+    assert info["dataset"] == "toy" and info["fingerprint"] == model.fingerprint()
+    assert loaded.config == model.config and len(info["history"]) == model.config.iterations
+
+
+def test_tampered_factors_are_refused(tmp_path, rng):
+    from safetensors.torch import save_file
+
+    model = fit(random_interactions(rng))
+    model.save(tmp_path / "w")
+    save_file({"user_factors": model.user_factors + 1, "item_factors": model.item_factors},
+              str(tmp_path / "w" / "factors.safetensors"))
+    with pytest.raises(ValueError, match="fingerprint"):
+        WALS.load(tmp_path / "w")
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="Unknown WALS solver"):
+        WALSConfig(solver="svd")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("solver", ["batched", "cg"])
+def test_cuda_matches_cpu(rng, solver):
+    m = random_interactions(rng)
+    cpu = fit(m, solver=solver)
+    gpu = fit(m, solver=solver, device="cuda")
+    torch.testing.assert_close(cpu.user_factors, gpu.user_factors, atol=1e-3, rtol=1e-2)
