@@ -326,28 +326,31 @@ class WALS:
 
     def _fit_implicit(self, conf: sp.csr_matrix, show_progress: bool, track_loss: bool) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
 
         cfg = self.config
-        model = AlternatingLeastSquares(
-            factors=cfg.num_factors,
-            regularization=cfg.regularization,
-            alpha=1.0,  # the confidences are already 1 + alpha * r
-            iterations=cfg.iterations,
-            use_cg=cfg.solver == "cg",
-            calculate_training_loss=False,
-            num_threads=torch.get_num_threads(),
-            random_state=cfg.seed,
-        )
-        model.cg_steps = cfg.cg_steps
-        x0, y0 = self._initial_factors(conf.shape)
-        model.user_factors, model.item_factors = x0.numpy().copy(), y0.numpy().copy()
         bar = tqdm(total=cfg.iterations, desc="WALS (implicit)", disable=not show_progress)
+        # implicit parallelises over rows itself and asks for single-threaded BLAS inside.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=cfg.num_factors,
+                regularization=cfg.regularization,
+                alpha=1.0,  # the confidences are already 1 + alpha * r
+                iterations=cfg.iterations,
+                use_cg=cfg.solver == "cg",
+                calculate_training_loss=False,
+                num_threads=torch.get_num_threads(),
+                random_state=cfg.seed,
+            )
+            model.cg_steps = cfg.cg_steps
+            x0, y0 = self._initial_factors(conf.shape)  # the same start as the torch backend
+            model.user_factors, model.item_factors = x0.numpy().copy(), y0.numpy().copy()
 
-        def callback(iteration, elapsed, _loss):
-            self._record(iteration, elapsed, conf, model.user_factors, model.item_factors, track_loss, bar)
-            bar.update(1)
+            def callback(iteration, elapsed, _loss):
+                self._record(iteration, elapsed, conf, model.user_factors, model.item_factors, track_loss, bar)
+                bar.update(1)
 
-        model.fit(conf, show_progress=False, callback=callback)
+            model.fit(conf, show_progress=False, callback=callback)
         bar.close()
         self.user_factors = torch.from_numpy(np.ascontiguousarray(model.user_factors, dtype=np.float32))
         self.item_factors = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))

@@ -1,0 +1,76 @@
+"""The command line, run as a user runs it: a subprocess whose last line is JSON."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import needs_real_data
+
+
+def run_cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True)
+    last = proc.stdout.strip().splitlines()[-1]
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc.returncode, json.loads(last), proc.stderr
+
+
+def test_data_by_path(s3rec_file):
+    _, out, _ = run_cli("data", "--path", str(s3rec_file))
+    assert (out["users"], out["items"], out["interactions"]) == (4, 10, 18)
+    assert (out["train_samples"], out["valid"], out["test"]) == (6, 4, 4)
+
+
+def test_unknown_dataset_lists_known_ones():
+    code, out, err = run_cli("data", "--dataset", "netflix", check=False)
+    assert code == 2
+    assert "lastfm" in out["error"] and "beauty" in out["error"] and "ml1m" in out["error"]
+    assert "netflix" in err
+
+
+def test_malformed_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3 4 5\n2 3 4 five 6\n")
+    code, out, _ = run_cli("data", "--path", str(bad), check=False)
+    assert code == 2 and str(bad) in out["error"] and "line 2" in out["error"]
+
+
+def test_wals_same_command_same_numbers(s3rec_file):
+    args = ("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "3", "--seed", "3")
+    _, a, _ = run_cli(*args)
+    _, b, _ = run_cli(*args)
+    timing = {"seconds", "seconds_per_iteration"}
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    for key in ("seconds", "final_loss", "hr@10", "ndcg@10", "hr@10_masked", "ndcg@10_masked"):
+        assert key in a
+
+
+def test_wals_saves_factors(tmp_path, s3rec_file):
+    _, out, _ = run_cli("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "2",
+                        "--out", str(tmp_path / "w"))
+    from llmrec_lite.wals import WALS
+
+    model, info = WALS.load(tmp_path / "w")
+    assert info["fingerprint"] == out["fingerprint"] and info["indexing"] == "sequential"
+    assert model.user_factors.shape == (4, 4)
+
+
+@needs_real_data
+@pytest.mark.data
+def test_data_lastfm_counts():
+    _, out, _ = run_cli("data", "--dataset", "lastfm")
+    assert (out["users"], out["items"], out["interactions"]) == (1090, 3646, 52551)
+    assert out["train_samples"] == 52551 - 3 * 1090
+    assert out["valid"] == out["test"] == 1090
+
+
+@needs_real_data
+@pytest.mark.data
+def test_wals_lastfm_torch_close_to_implicit():
+    common = ("wals", "--dataset", "lastfm", "--factors", "64", "--iterations", "15")
+    _, torch_out, _ = run_cli(*common, "--backend", "torch")
+    _, implicit_out, _ = run_cli(*common, "--backend", "implicit")
+    assert abs(torch_out["hr@10"] - implicit_out["hr@10"]) <= 0.15 * implicit_out["hr@10"]
+    assert torch_out["hr@10_masked"] >= 0.07
