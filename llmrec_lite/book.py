@@ -1,0 +1,59 @@
+"""Helpers the chapters share: profile selection, glued numbers, the device banner."""
+
+from __future__ import annotations
+
+from llmrec_lite.profiles import Profile, get_profile
+
+
+def glue(name: str, value, display: bool = False):
+    """Records ``value`` under ``name`` for the book's prose (``{glue:text}`name` ``).
+
+    Outside a MyST-NB build (JupyterLab, Colab without the book extra) it does nothing
+    but return the value, so chapters run everywhere.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+def setup(profile_name: str) -> Profile:
+    """Selects a profile, seeds everything and prints what this run uses."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from llmrec_lite.device import resolve_device
+
+    profile = get_profile(profile_name)
+    random.seed(profile.seed)
+    np.random.seed(profile.seed)
+    torch.manual_seed(profile.seed)
+    device = resolve_device(profile.device)
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
+    print(f"profile={profile.name}  device={device}{gpu}  torch={torch.__version__}  threads={torch.get_num_threads()}")
+    return profile
+
+
+def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:
+    """Benchmark JSON files committed to the repository (searched upwards from the cwd).
+
+    Returns an empty list where the repository is not around (e.g. on Colab).
+    """
+    import json
+    from pathlib import Path
+
+    here = Path.cwd().resolve()
+    for base in (here, *here.parents):
+        results = base / folder
+        if results.is_dir():
+            out = []
+            for path in sorted(results.glob(pattern)):
+                record = json.loads(path.read_text())
+                record["file"] = str(path.relative_to(base))
+                out.append(record)
+            return out
+    return []
