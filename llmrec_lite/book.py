@@ -5,18 +5,19 @@ from __future__ import annotations
 from llmrec_lite.profiles import Profile, get_profile
 
 
-def glue(name: str, value, display: bool = False):
+def glue(name: str, value, display: bool = False) -> None:
     """Records ``value`` under ``name`` for the book's prose (``{glue:text}`name` ``).
 
-    Outside a MyST-NB build (JupyterLab, Colab without the book extra) it does nothing
-    but return the value, so chapters run everywhere.
+    Outside a MyST-NB build (JupyterLab, Colab without the book extra) it does nothing,
+    so chapters run everywhere. Returns nothing, so a trailing call prints nothing.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy/torch scalars print as np.float64(...): glue plain numbers
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        return value
+        return
     _glue(name, value, display=display)
-    return value
 
 
 def setup(profile_name: str) -> Profile:
