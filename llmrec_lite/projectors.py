@@ -1,0 +1,166 @@
+"""Two projectors: user and item CF embeddings -> the backbone's hidden size.
+
+Each projector is a 2-layer MLP ``Linear(k, h) -> activation -> Linear(h, d)`` where ``k``
+is the CF dimension, ``d`` the backbone's hidden size (read from its config) and ``h`` a
+configurable width. Users and items get separate projectors: their CF vectors live in
+the same dot-product space but play different roles in a prompt (who is asking versus
+what was consumed), and the item projector alone also serves as the item-token output
+layer.
+
+Scale matters. WALS vectors are small and the backbone's token embeddings have a
+characteristic norm; a slot vector far larger than a token dominates attention, a far
+smaller one is ignored. :meth:`Projector.calibrate` therefore (1) divides inputs by the
+mean CF-vector norm and (2) rescales the last layer so that, at initialisation, the
+projected vectors have the mean norm of the backbone's token embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmrec_lite.fileio import atomic_path, write_json
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+CONFIG_NAME = "projectors.json"
+WEIGHTS_NAME = "projectors.safetensors"
+
+
+class CheckpointMismatchError(ValueError):
+    """A saved checkpoint does not fit the model, factors or dataset it is loaded for."""
+
+
+@dataclass
+class ProjectorConfig:
+    """Configuration of the user and item projectors (saved with their weights).
+
+    Attributes:
+        cf_dim: Dimension of the CF embeddings (WALS ``num_factors``).
+        hidden_size: The backbone's hidden size (``model.config.hidden_size``).
+        hidden_dim: Width of the MLP's middle layer.
+        activation: One of ``gelu``, ``relu``, ``silu``, ``tanh``.
+        dropout: Dropout after the activation.
+        dataset: Dataset the projectors are trained for.
+        num_users, num_items: Catalogue sizes (a checkpoint only fits the same data).
+        wals_fingerprint: Fingerprint of the WALS factors they read.
+    """
+
+    cf_dim: int
+    hidden_size: int
+    hidden_dim: int = 1024
+    activation: str = "gelu"
+    dropout: float = 0.0
+    dataset: str = ""
+    num_users: int = 0
+    num_items: int = 0
+    wals_fingerprint: str = ""
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
+
+
+class Projector(nn.Module):
+    """``x / input_scale -> Linear -> activation -> dropout -> Linear``."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int, activation: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.act = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden_dim, out_dim)
+        self.register_buffer("input_scale", torch.tensor(1.0))
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        x = vectors.to(self.fc1.weight.dtype) / self.input_scale
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+    @torch.no_grad()
+    def calibrate(self, vectors: torch.Tensor, target_norm: float) -> float:
+        """Sets the input scale and rescales the output layer (see the module docstring).
+
+        Args:
+            vectors: The CF embeddings this projector will read (all users or all items).
+            target_norm: Desired mean output norm (the token embeddings' mean norm).
+
+        Returns:
+            The mean output norm after calibration (``target_norm`` up to rounding).
+        """
+        vectors = vectors.to(self.fc1.weight.device, self.fc1.weight.dtype)
+        self.input_scale.fill_(vectors.norm(dim=1).mean().clamp_min(1e-8))
+        was_training = self.training
+        self.eval()
+        factor = target_norm / self(vectors).norm(dim=1).mean().clamp_min(1e-8)
+        self.fc2.weight.mul_(factor)
+        self.fc2.bias.mul_(factor)
+        self.train(was_training)
+        return float(self(vectors).norm(dim=1).mean())
+
+
+class Projectors(nn.Module):
+    """The user projector and the item projector, saved and loaded together."""
+
+    def __init__(self, config: ProjectorConfig):
+        super().__init__()
+        self.config = config
+        args = (config.cf_dim, config.hidden_size, config.hidden_dim, config.activation, config.dropout)
+        self.user = Projector(*args)
+        self.item = Projector(*args)
+
+    def calibrate(self, user_factors: torch.Tensor, item_factors: torch.Tensor, target_norm: float) -> dict:
+        """Calibrates both projectors to ``target_norm``; returns the resulting mean norms."""
+        return {"user": self.user.calibrate(user_factors, target_norm), "item": self.item.calibrate(item_factors, target_norm)}
+
+    def num_parameters(self) -> dict:
+        count = lambda m: sum(p.numel() for p in m.parameters())
+        return {"user": count(self.user), "item": count(self.item), "total": count(self)}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Writes ``projectors.json`` and ``projectors.safetensors`` (atomically)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp))
+        write_json(directory / CONFIG_NAME, asdict(self.config))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, expect: dict | None = None) -> "Projectors":
+        """Loads projectors saved by :meth:`save_pretrained`.
+
+        Args:
+            directory: The checkpoint folder.
+            expect: Values the checkpoint must match, e.g. ``{"hidden_size": 576,
+                "cf_dim": 64, "dataset": "lastfm", "wals_fingerprint": ...}``.
+
+        Raises:
+            FileNotFoundError: the folder holds no projectors.
+            CheckpointMismatchError: a value in ``expect`` differs from the checkpoint's.
+        """
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"No projectors in {directory} ({CONFIG_NAME} is missing).")
+        config = ProjectorConfig(**json.loads((directory / CONFIG_NAME).read_text()))
+        check_matches(config.__dict__, expect or {}, f"projectors in {directory}")
+        model = cls(config)
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        return model
+
+
+def check_matches(saved: dict, expect: dict, what: str) -> None:
+    """Raises :class:`CheckpointMismatchError` naming every field that differs."""
+    problems = [f"{key}: checkpoint has {saved.get(key)!r}, expected {value!r}"
+                for key, value in expect.items() if value is not None and saved.get(key) != value]
+    if problems:
+        raise CheckpointMismatchError(
+            f"The {what} do not match what they are loaded for ({'; '.join(problems)}). "
+            "Load a checkpoint trained with the same backbone, WALS factors and dataset, or train a new one."
+        )

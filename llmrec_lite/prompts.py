@@ -1,0 +1,312 @@
+"""Rendering prompts into text pieces and embedding slots, and batching them.
+
+A rendered prompt is a list of :class:`Segment` s: text, a *user slot* or an *item slot*.
+In the model with embeddings each slot becomes exactly one input vector (the projected
+CF embedding); in the text-only baseline the same slots are written as text ids
+(``user_5``, ``item_1024``). After the prompt comes `` Response:`` and, for the text-id
+output, the target text (``LastFM item_1024``) and end-of-sequence.
+
+:func:`encode` tokenizes one rendered prompt; :func:`collate` pads a list of encoded
+prompts on the left (generation continues at the right edge) and builds the
+``attention_mask``, ``position_ids`` and ``labels`` (only response tokens count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from llmrec_lite.templates import Template
+
+USER, ITEM, TEXT = "user", "item", "text"
+RESPONSE = " Response:"
+DEFAULT_HISTORY = 10
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a prompt: ``kind`` is ``"text"`` (``value`` a str) or a slot
+    (``"user"`` / ``"item"``, ``value`` the 0-based user or item index)."""
+
+    kind: str
+    value: str | int
+
+
+@dataclass
+class Rendered:
+    """A prompt rendered from a template.
+
+    Attributes:
+        segments: Text pieces and slots, in order, ending with `` Response:``.
+        target_text: ``"<Dataset> item_<id>"`` or ``None`` when no target is given.
+        template: The template's name (``sequential-3``, ``direct-unseen``).
+        user: User index; target: target item index or ``None``.
+    """
+
+    segments: list[Segment]
+    target_text: str | None
+    template: str
+    user: int
+    target: int | None = None
+
+    def slots(self) -> list[Segment]:
+        return [s for s in self.segments if s.kind != TEXT]
+
+    def as_text(self, slot_markers: bool = True) -> str:
+        """The prompt as a string; slots shown as ``[USER u]`` / ``[ITEM i]`` markers."""
+        parts = []
+        for s in self.segments:
+            if s.kind == TEXT:
+                parts.append(str(s.value))
+            elif slot_markers:
+                parts.append(f"[{s.kind.upper()} {s.value}]")
+        text = "".join(parts)
+        return text + (f" {self.target_text}" if self.target_text else "")
+
+
+def render(
+    template: Template,
+    data,
+    user: int,
+    history: Sequence[int] | None = None,
+    target: int | None = None,
+    with_embeddings: bool = True,
+    max_history: int | None = DEFAULT_HISTORY,
+) -> Rendered:
+    """Renders one prompt.
+
+    Args:
+        template: The wording.
+        data: The :class:`~llmrec_lite.data.InteractionData` (ids and dataset name).
+        user: 0-based user index.
+        history: Item indices, oldest first (sequential task; ignored by direct templates).
+        target: Item index of the answer, or ``None`` (inference).
+        with_embeddings: Slots (True) or ids written as text (the text-only baseline).
+        max_history: Keep the last ``max_history`` items (``None``: all of them).
+
+    Raises:
+        ValueError: a sequential template with an empty history, or an unknown user.
+    """
+    if not 0 <= user < data.num_users:
+        raise ValueError(f"Unknown user index {user}: {data.name} has users 0-{data.num_users - 1} (ids 1-{data.num_users}).")
+    needs_history = "{history}" in template.text
+    if needs_history:
+        history = list(history if history is not None else [])
+        if not history:
+            raise ValueError(
+                f"Template {template.name} needs a history, but user {data.user_id(user)} has an empty one; "
+                "use a direct template for users without history."
+            )
+        if max_history is not None:
+            history = history[-max_history:]
+
+    def user_piece() -> list[Segment]:
+        return [Segment(USER, user)] if with_embeddings else [Segment(TEXT, f"user_{data.user_id(user)}")]
+
+    def item_piece(item: int) -> list[Segment]:
+        return [Segment(ITEM, int(item))] if with_embeddings else [Segment(TEXT, f"item_{data.item_id(item)}")]
+
+    segments: list[Segment] = []
+    text = template.text
+    pos = 0
+    while pos < len(text):
+        start = text.find("{", pos)
+        if start < 0:
+            segments.append(Segment(TEXT, text[pos:]))
+            break
+        if start > pos:
+            segments.append(Segment(TEXT, text[pos:start]))
+        end = text.index("}", start)
+        name = text[start + 1 : end]
+        if name == "dataset":
+            segments.append(Segment(TEXT, data.display_name))
+        elif name == "user":
+            segments += user_piece()
+        elif name == "history":
+            for k, item in enumerate(history):
+                if k:
+                    segments.append(Segment(TEXT, ", "))
+                segments += item_piece(item)
+        else:
+            raise ValueError(f"Template {template.name} has an unknown placeholder {{{name}}}.")
+        pos = end + 1
+    segments.append(Segment(TEXT, RESPONSE))
+    segments = _merge_text(segments)
+    target_text = data.item_text(target) if target is not None else None
+    return Rendered(segments, target_text, template.name, user, target)
+
+
+def _merge_text(segments: list[Segment]) -> list[Segment]:
+    merged: list[Segment] = []
+    for s in segments:
+        if s.kind == TEXT and merged and merged[-1].kind == TEXT:
+            merged[-1] = Segment(TEXT, str(merged[-1].value) + str(s.value))
+        else:
+            merged.append(s)
+    return merged
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+@dataclass
+class Encoded:
+    """One tokenized prompt.
+
+    Attributes:
+        input_ids: Token ids; slot positions hold a placeholder id (overwritten by embeddings).
+        slot_positions: Positions of the slots in ``input_ids``.
+        slot_kinds: ``"user"`` / ``"item"`` per slot.
+        slot_values: User or item index per slot.
+        response_start: First position of the response (labels start here); equals
+            ``len(input_ids)`` when there is no target.
+        user, target: Indices (``target`` may be ``None``).
+    """
+
+    input_ids: list[int]
+    slot_positions: list[int]
+    slot_kinds: list[str]
+    slot_values: list[int]
+    response_start: int
+    user: int
+    target: int | None = None
+    template: str = ""
+
+    @property
+    def num_text_tokens(self) -> int:
+        return self.response_start - len(self.slot_positions)
+
+    @property
+    def num_response_tokens(self) -> int:
+        return len(self.input_ids) - self.response_start
+
+
+def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool = True) -> Encoded:
+    """Tokenizes a rendered prompt; each slot takes exactly one position.
+
+    Text pieces are tokenized one by one (without special tokens), so a slot never
+    merges with neighbouring text. The target, when present, is tokenized after the
+    prompt and followed by end-of-sequence.
+    """
+    placeholder = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids: list[int] = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    positions, kinds, values = [], [], []
+    for s in rendered.segments:
+        if s.kind == TEXT:
+            ids += tokenizer(str(s.value), add_special_tokens=False)["input_ids"]
+        else:
+            positions.append(len(ids))
+            kinds.append(s.kind)
+            values.append(int(s.value))
+            ids.append(placeholder)
+    response_start = len(ids)
+    if rendered.target_text is not None:
+        ids += tokenizer(" " + rendered.target_text, add_special_tokens=False)["input_ids"]
+        if add_eos:
+            ids.append(tokenizer.eos_token_id)
+    return Encoded(ids, positions, kinds, values, response_start, rendered.user, rendered.target, rendered.template)
+
+
+@dataclass
+class Batch:
+    """Padded tensors for a list of :class:`Encoded` prompts (left padding).
+
+    ``slot_batch``/``slot_pos`` address every slot; ``slot_is_user`` and ``slot_values``
+    say which embedding goes there. ``labels`` are ``-100`` except on response tokens.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor
+    slot_batch: torch.Tensor
+    slot_pos: torch.Tensor
+    slot_is_user: torch.Tensor
+    slot_values: torch.Tensor
+    users: torch.Tensor
+    targets: torch.Tensor
+    extras: dict = field(default_factory=dict)
+
+    def to(self, device) -> "Batch":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = True) -> Batch:
+    """Pads on the left and builds masks, positions and labels.
+
+    Args:
+        items: Encoded prompts.
+        pad_token_id: Id used for padding (never attended to).
+        with_response: Keep the response tokens (training); ``False`` cuts every prompt
+            at ``response_start`` (generation and item-token scoring).
+    """
+    seqs = [it.input_ids if with_response else it.input_ids[: it.response_start] for it in items]
+    width = max(len(s) for s in seqs)
+    n = len(items)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    slot_b, slot_p, slot_u, slot_v = [], [], [], []
+    for row, (it, seq) in enumerate(zip(items, seqs)):
+        offset = width - len(seq)
+        input_ids[row, offset:] = torch.tensor(seq, dtype=torch.long)
+        attention[row, offset:] = 1
+        if with_response and it.response_start < len(seq):
+            labels[row, offset + it.response_start :] = input_ids[row, offset + it.response_start :]
+        for pos, kind, value in zip(it.slot_positions, it.slot_kinds, it.slot_values):
+            slot_b.append(row)
+            slot_p.append(offset + pos)
+            slot_u.append(kind == USER)
+            slot_v.append(value)
+    # positions count real tokens only, so a left-padded prompt is seen exactly as unpadded
+    position_ids = (attention.cumsum(1) - 1).clamp_min(0)
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=position_ids,
+        labels=labels,
+        slot_batch=torch.tensor(slot_b, dtype=torch.long),
+        slot_pos=torch.tensor(slot_p, dtype=torch.long),
+        slot_is_user=torch.tensor(slot_u, dtype=torch.bool),
+        slot_values=torch.tensor(slot_v, dtype=torch.long),
+        users=torch.tensor([it.user for it in items], dtype=torch.long),
+        targets=torch.tensor([-1 if it.target is None else it.target for it in items], dtype=torch.long),
+    )
+
+
+def sample_training_prompts(split, task: str, num_samples: int | None, seed: int = 0,
+                            with_embeddings: bool = True, max_history: int = DEFAULT_HISTORY) -> list[Rendered]:
+    """Renders training prompts: random training samples, each with a random training template.
+
+    Sequential prompts come from the training prefixes (PROTOCOL.md section 2); direct
+    prompts use the same (user, target) pairs without the history. Templates are drawn
+    from :func:`~llmrec_lite.templates.training_templates` only: the unseen template can
+    never appear here.
+
+    Args:
+        split: The leave-one-out split.
+        task: ``"sequential"`` or ``"direct"``.
+        num_samples: How many prompts (``None``: one per training sample).
+        seed: Seed for the sample and template draws.
+    """
+    from llmrec_lite.templates import training_templates
+
+    samples = list(split.train_samples())
+    rng = np.random.default_rng(seed)
+    if num_samples is not None and num_samples < len(samples):
+        chosen = rng.choice(len(samples), size=num_samples, replace=False)
+        samples = [samples[i] for i in sorted(chosen)]
+    templates = training_templates(task)
+    picks = rng.integers(0, len(templates), size=len(samples))
+    return [
+        render(templates[t], split.data, s.user, s.history, s.target, with_embeddings, max_history)
+        for s, t in zip(samples, picks)
+    ]
