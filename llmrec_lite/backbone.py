@@ -239,6 +239,29 @@ def load_sentencepiece_tokenizer(source: str):
     from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
     tokenizer = SentencePieceBackend.from_pretrained(source, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return _with_pad(tokenizer)
+
+
+def load_tokenizer(kind: str = "cpu", model_path: str | None = None):
+    """Only the tokenizer of a backbone kind (no weights are loaded or converted)."""
+    from transformers import AutoTokenizer
+
+    if kind == "tiny" and model_path is None:
+        return tiny_tokenizer()
+    if kind == "gpu":
+        return load_sentencepiece_tokenizer(model_path or OPENLLAMA_ID)
+    if model_path is None:
+        converted = model_cache_dir() / SMOLLM2_DIRNAME
+        if (converted / "config.json").exists():
+            model_path = converted
+        else:
+            gguf = smollm2_gguf()
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            return _with_pad(tokenizer)
+    return _with_pad(AutoTokenizer.from_pretrained(model_path))
+
+
+def _with_pad(tokenizer):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -316,8 +339,7 @@ def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.
         except OSError as err:
             raise BackboneUnavailableError(f"Could not load a model from {folder} ({err}).") from err
         source, add_bos = str(folder), False
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _with_pad(tokenizer)
     if not settings.load_in_4bit:
         model.to(device)
     model = attach_lora(model, settings)

@@ -79,6 +79,40 @@ def cmd_wals(args) -> dict:
     return out
 
 
+def cmd_prompt(args) -> dict:
+    from llmrec_lite.backbone import load_tokenizer
+    from llmrec_lite.prompts import encode, render
+    from llmrec_lite.templates import get_template
+
+    data, split = _load(args)
+    user = args.user - 1  # ids as the prompts show them start at 1
+    if not 0 <= user < data.num_users:
+        raise ValueError(f"Unknown user {args.user}: {data.name} has users 1-{data.num_users}.")
+    template = get_template(args.task, args.template)
+    tokenizer = load_tokenizer(args.backbone)
+    history, target = split.history(user, args.stage), int(split.targets(args.stage)[user])
+    rendered = render(template, data, user, history, target, with_embeddings=not args.text_only,
+                      max_history=args.max_history)
+    encoded = encode(rendered, tokenizer, add_bos=args.backbone == "gpu")
+    as_text = encode(render(template, data, user, history, target, with_embeddings=False,
+                            max_history=args.max_history), tokenizer, add_bos=args.backbone == "gpu")
+    print(rendered.as_text())
+    return {
+        "template": rendered.template,
+        "task": args.task,
+        "user": args.user,
+        "target": data.item_text(target),
+        "text_tokens": encoded.num_text_tokens,
+        "slots": len(encoded.slot_positions),
+        "user_slots": encoded.slot_kinds.count("user"),
+        "item_slots": encoded.slot_kinds.count("item"),
+        "response_tokens": encoded.num_response_tokens,
+        "prompt_positions": encoded.response_start,
+        "prompt_positions_ids_as_text": as_text.response_start,
+        "backbone": args.backbone,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default="test", choices=["test", "valid"], help="which targets to evaluate")
     p.add_argument("--out", default=None, help="folder to save factors.safetensors and wals.json")
     p.set_defaults(func=cmd_wals)
+
+    p = sub.add_parser("prompt", help="render one prompt with its embedding slots")
+    _add_data_args(p)
+    p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
+    p.add_argument("--template", default="0", help="0-9 (training templates) or 'unseen'")
+    p.add_argument("--user", type=int, required=True, help="user id as in the prompts (1-based)")
+    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which history and target")
+    p.add_argument("--max-history", type=int, default=10)
+    p.add_argument("--text-only", action="store_true", help="ids written as text (the baseline's prompt)")
+    p.add_argument("--backbone", default="cpu", choices=["cpu", "gpu", "tiny"], help="whose tokenizer counts tokens")
+    p.set_defaults(func=cmd_prompt)
     return parser
 
 
@@ -107,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (KeyError, DataFormatError, FileNotFoundError, registry.ChecksumError, RuntimeError, ValueError) as err:
+    except (KeyError, DataFormatError, FileNotFoundError, registry.ChecksumError, RuntimeError, ValueError,
+            OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
         print(json.dumps({"error": message}))

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from llmrec_lite.data import FIRST_ITEM_ID
 from llmrec_lite.templates import Template
 
 USER, ITEM, TEXT = "user", "item", "text"
@@ -57,13 +58,15 @@ class Rendered:
         return [s for s in self.segments if s.kind != TEXT]
 
     def as_text(self, slot_markers: bool = True) -> str:
-        """The prompt as a string; slots shown as ``[USER u]`` / ``[ITEM i]`` markers."""
+        """The prompt as a string; slots shown as ``⟨user_5⟩`` / ``⟨item_1024⟩`` markers
+        (each stands for one projected vector, not for text)."""
         parts = []
         for s in self.segments:
             if s.kind == TEXT:
                 parts.append(str(s.value))
             elif slot_markers:
-                parts.append(f"[{s.kind.upper()} {s.value}]")
+                shown = f"user_{int(s.value) + 1}" if s.kind == USER else f"item_{int(s.value) + FIRST_ITEM_ID}"
+                parts.append(f"⟨{shown}⟩")
         text = "".join(parts)
         return text + (f" {self.target_text}" if self.target_text else "")
 

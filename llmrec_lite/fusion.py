@@ -1,0 +1,181 @@
+"""The fusion model: backbone + projectors + CF embeddings, with two output sides.
+
+Input side. :meth:`FusionModel.input_embeddings` looks the prompt's tokens up in the
+backbone's embedding table and writes, at every slot, the projected CF vector of that
+user (user projector) or item (item projector). With ``use_embeddings=False`` the prompts
+carry ids as text and no slot exists: the text-only baseline.
+
+Output side (``output=``):
+
+- ``"text-id"`` (the paper's and OpenP5's way): the response is the target's text id
+  (``LastFM item_1024``), trained with cross-entropy on the response tokens and generated
+  token by token at evaluation.
+- ``"item-token"`` (this book's extension): every catalogue item is one output token whose
+  output embedding is the item projector's image of the item's CF vector, the same
+  projector as on the input side. The final hidden state after ``Response:`` is scored
+  against all of them at once: one forward pass ranks the whole catalogue. Without
+  embeddings (baseline), the item tokens get freely learned output embeddings instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmrec_lite.backbone import Backbone
+from llmrec_lite.projectors import ProjectorConfig, Projectors
+from llmrec_lite.prompts import Batch
+
+OUTPUTS = ("text-id", "item-token")
+
+
+class FusionModel(nn.Module):
+    """Backbone, projectors and frozen CF embeddings in one module.
+
+    Args:
+        backbone: A loaded :class:`~llmrec_lite.backbone.Backbone` (frozen, LoRA attached).
+        user_factors, item_factors: The WALS embeddings (kept frozen, as buffers).
+        output: ``"text-id"`` or ``"item-token"``.
+        use_embeddings: ``False`` for the text-only baseline (ids as text, and for the
+            item-token output freely learned item embeddings).
+        projector_config: Overrides for :class:`ProjectorConfig` (``hidden_dim``, ``activation``...).
+        projectors: Ready-made projectors (e.g. loaded from a checkpoint) instead of new ones.
+        calibrate: Scale new projectors to the token embeddings' mean norm.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        user_factors: torch.Tensor,
+        item_factors: torch.Tensor,
+        output: str = "item-token",
+        use_embeddings: bool = True,
+        projector_config: dict | None = None,
+        projectors: Projectors | None = None,
+        calibrate: bool = True,
+    ):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"Unknown output side {output!r}; choose one of {OUTPUTS}.")
+        self.backbone = backbone
+        self.output = output
+        self.use_embeddings = use_embeddings
+        self.model = backbone.model  # registered, so .parameters() sees the LoRA weights
+        self.register_buffer("user_factors", torch.as_tensor(user_factors, dtype=torch.float32).clone())
+        self.register_buffer("item_factors", torch.as_tensor(item_factors, dtype=torch.float32).clone())
+        hidden = backbone.hidden_size
+        self.target_norm = backbone.token_embedding_norm()
+        self.projectors: Projectors | None = None
+        self.free_item_embeddings: nn.Embedding | None = None
+        if use_embeddings:
+            if projectors is None:
+                config = ProjectorConfig(cf_dim=self.user_factors.shape[1], hidden_size=hidden, **(projector_config or {}))
+                projectors = Projectors(config)
+                if calibrate:
+                    projectors.calibrate(self.user_factors, self.item_factors, self.target_norm)
+            elif projectors.config.hidden_size != hidden or projectors.config.cf_dim != self.user_factors.shape[1]:
+                from llmrec_lite.projectors import CheckpointMismatchError
+
+                raise CheckpointMismatchError(
+                    f"Projectors map {projectors.config.cf_dim} -> {projectors.config.hidden_size}, but the CF "
+                    f"embeddings have {self.user_factors.shape[1]} dimensions and the backbone's hidden size is {hidden}."
+                )
+            self.projectors = projectors.to(self.user_factors.device)
+        elif output == "item-token":
+            # the no-embedding baseline: one freely learned output vector per item, at token scale
+            self.free_item_embeddings = nn.Embedding(self.item_factors.shape[0], hidden)
+            nn.init.normal_(self.free_item_embeddings.weight, std=self.target_norm / hidden**0.5)
+        # Item-token logits are scale * <h, e_j>. The final hidden state and the item vectors
+        # both have large norms, so raw dot products would start as a near one-hot softmax;
+        # a learned log-scale starting at 1/sqrt(hidden) keeps the initial loss near log(items).
+        self.item_logit_log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(hidden)), requires_grad=output == "item-token")
+
+    @property
+    def num_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    def trainable_parameters(self) -> dict:
+        """Trainable parameter counts by part (projectors, LoRA, free item embeddings)."""
+        count = lambda ps: sum(p.numel() for p in ps if p.requires_grad)
+        out = {"lora": count(self.model.parameters())}
+        if self.projectors is not None:
+            out["projectors"] = count(self.projectors.parameters())
+        if self.free_item_embeddings is not None:
+            out["free_item_embeddings"] = count(self.free_item_embeddings.parameters())
+        if self.item_logit_log_scale.requires_grad:
+            out["logit_scale"] = 1
+        out["total"] = sum(out.values())
+        return out
+
+    # ----------------------------------------------------------------------- input side
+
+    def slot_vectors(self, batch: Batch) -> torch.Tensor:
+        """Projected CF vectors for every slot of the batch, in slot order."""
+        if self.projectors is None:
+            raise RuntimeError("This model has no projectors (text-only baseline): its prompts must not contain slots.")
+        is_user = batch.slot_is_user
+        vectors = torch.zeros(len(is_user), self.backbone.hidden_size, device=self.user_factors.device)
+        # out-of-place index_put keeps the graph: gradients reach both projectors
+        if is_user.any():
+            users = self.projectors.user(self.user_factors[batch.slot_values[is_user]])
+            vectors = vectors.index_put((is_user.nonzero().squeeze(1),), users)
+        if (~is_user).any():
+            items = self.projectors.item(self.item_factors[batch.slot_values[~is_user]])
+            vectors = vectors.index_put(((~is_user).nonzero().squeeze(1),), items)
+        return vectors
+
+    def input_embeddings(self, batch: Batch) -> torch.Tensor:
+        """Token embeddings with projected CF vectors written into the slots."""
+        embed = self.model.get_input_embeddings()
+        embeds = embed(batch.input_ids)
+        if len(batch.slot_values):
+            vectors = self.slot_vectors(batch).to(embeds.dtype)
+            embeds = embeds.index_put((batch.slot_batch, batch.slot_pos), vectors)
+        return embeds
+
+    # ----------------------------------------------------------------------- output side
+
+    def item_output_embeddings(self) -> torch.Tensor:
+        """One output vector per catalogue item: ``f_item(v_j)`` (tied to the input side)."""
+        if self.projectors is not None:
+            return self.projectors.item(self.item_factors)
+        if self.free_item_embeddings is not None:
+            return self.free_item_embeddings.weight
+        raise RuntimeError("Item-token scores need projectors or free item embeddings (output='item-token').")
+
+    def last_hidden(self, batch: Batch) -> torch.Tensor:
+        """Final (normalised) hidden state at the last prompt position of every row."""
+        out = self.backbone.decoder()(
+            inputs_embeds=self.input_embeddings(batch),
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        )
+        return out.last_hidden_state[:, -1]  # left padding: the last column is every row's last token
+
+    def score_items(self, batch: Batch) -> torch.Tensor:
+        """``(batch, items)`` scores of every catalogue item (item-token output; no response in the batch)."""
+        hidden = self.last_hidden(batch)
+        items = self.item_output_embeddings()
+        return self.item_logit_log_scale.exp() * (hidden.float() @ items.float().T)
+
+    def forward(self, batch: Batch) -> dict:
+        """Training loss for the model's output side.
+
+        ``text-id``: mean cross-entropy over response tokens (batch built with responses).
+        ``item-token``: cross-entropy of the target among all items (batch built without).
+        """
+        if self.output == "item-token":
+            scores = self.score_items(batch)
+            return {"loss": F.cross_entropy(scores, batch.targets), "scores": scores}
+        out = self.model(
+            inputs_embeds=self.input_embeddings(batch),
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            labels=batch.labels,
+            use_cache=False,
+        )
+        return {"loss": out.loss, "logits": out.logits}
