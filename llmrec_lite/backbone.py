@@ -34,6 +34,14 @@ SMOLLM2_DIRNAME = "smollm2-135m-instruct"
 OPENLLAMA_ID = "openlm-research/open_llama_3b_v2"
 KINDS = ("cpu", "gpu", "tiny")
 
+# OpenLLaMA-3B v2's architecture (its config.json on the Hub), so that sizes and parameter
+# counts at 3B can be computed on machines that cannot download the model.
+OPENLLAMA_3B_CONFIG = dict(
+    vocab_size=32000, hidden_size=3200, intermediate_size=8640, num_hidden_layers=26,
+    num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
+    rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+)
+
 
 class BackboneUnavailableError(RuntimeError):
     """The backbone's weights cannot be obtained on this machine; the message says how."""
@@ -220,6 +228,25 @@ def tiny_llama(vocab_size: int, settings: BackboneSettings, tie_word_embeddings:
     )
     torch.manual_seed(settings.seed)
     return LlamaForCausalLM(config)
+
+
+def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None) -> dict:
+    """Parameter counts of a Llama architecture and of its LoRA adapters, without weights.
+
+    The model is built on the ``meta`` device, so even 3B parameters cost no memory.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings = settings or BackboneSettings(kind="tiny")
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**config_dict))
+    total = sum(p.numel() for p in model.parameters())
+    lora = 0
+    if settings.lora_r > 0:
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in settings.lora_targets and isinstance(module, torch.nn.Linear):
+                lora += settings.lora_r * (module.in_features + module.out_features)
+    return {"total": total, "lora": lora, "hidden_size": config_dict["hidden_size"]}
 
 
 def quantization_config():

@@ -11,7 +11,7 @@ written into each run's configuration, so a result always carries its settings.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,15 @@ class Profile:
         wals_alpha: Confidence slope (``c = 1 + alpha * r``).
         wals_iterations: WALS sweeps.
         wals_cg_steps: CG steps per half-step.
-        reference_users: Users the slow reference solver is run on in the WALS chapter
-            (it loops in Python over rows).
         compare_iterations: Iterations of the solver comparison in the WALS chapter.
+        backbone: Backbone kind: ``"cpu"`` (SmolLM2-135M), ``"gpu"`` (OpenLLaMA-3B, 4-bit)
+            or ``"tiny"`` (random, for tests).
+        bf16: bfloat16 compute (gpu) or autocast (cpu).
+        projector_hidden: Width of the projectors' middle layer.
+        projector_activation: Their activation.
+        lora_r, lora_alpha, lora_dropout, lora_targets: LoRA adapters (OpenP5's Llama recipe:
+            r=8, alpha=16, dropout 0.05 on q_proj and v_proj).
+        max_history: History items shown in a sequential prompt (the last ones).
     """
 
     name: str
@@ -44,9 +50,16 @@ class Profile:
     wals_alpha: float = 10.0
     wals_iterations: int = 15
     wals_cg_steps: int = 3
-    reference_users: int | None = None
     compare_iterations: int = 15
-    extra: dict = field(default_factory=dict)
+    backbone: str = "cpu"
+    bf16: bool = False
+    projector_hidden: int = 1024
+    projector_activation: str = "gelu"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    max_history: int = 10
 
     def wals_config(self, **overrides):
         """The :class:`~llmrec_lite.wals.WALSConfig` this profile implies."""
@@ -64,13 +77,26 @@ class Profile:
         base.update(overrides)
         return WALSConfig(**base)
 
+    def backbone_settings(self, **overrides):
+        """The :class:`~llmrec_lite.backbone.BackboneSettings` this profile implies."""
+        from llmrec_lite.backbone import BackboneSettings
+
+        base = dict(kind=self.backbone, bf16=self.bf16, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                    lora_dropout=self.lora_dropout, lora_targets=self.lora_targets, seed=self.seed)
+        base.update(overrides)
+        return BackboneSettings(**base)
+
+    def projector_config(self) -> dict:
+        """Overrides for :class:`~llmrec_lite.projectors.ProjectorConfig`."""
+        return {"hidden_dim": self.projector_hidden, "activation": self.projector_activation}
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu"),
-    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto"),
+    "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu", backbone="cpu"),
+    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto", backbone="gpu", bf16=True),
     "smoke": Profile(
         name="smoke",
         datasets=("lastfm",),
@@ -78,7 +104,8 @@ PROFILES: dict[str, Profile] = {
         wals_factors=16,
         wals_iterations=3,
         compare_iterations=3,
-        reference_users=None,
+        backbone="tiny",
+        projector_hidden=32,
     ),
 }
 
