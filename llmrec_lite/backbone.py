@@ -225,6 +225,10 @@ def tiny_llama(vocab_size: int, settings: BackboneSettings, tie_word_embeddings:
         pad_token_id=0,
         bos_token_id=2,
         eos_token_id=3,
+        # A frozen LM head initialised at the usual 0.02 yields logits within about +-1, so
+        # a random model could never become confident whatever its inputs; a larger scale
+        # lets tests overfit through the projectors and LoRA alone, as with a real backbone.
+        initializer_range=0.3,
     )
     torch.manual_seed(settings.seed)
     return LlamaForCausalLM(config)

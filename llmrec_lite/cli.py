@@ -113,6 +113,19 @@ def cmd_prompt(args) -> dict:
     }
 
 
+def cmd_train(args) -> dict:
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.train import prepare_run, train_stage
+
+    profile = get_profile(args.profile)
+    overrides = {}
+    if args.samples is not None:
+        overrides["samples_per_task"] = args.samples
+    settings = profile.train_settings(args.stage, args.output, use_embeddings=not args.text_only, **overrides)
+    ctx = prepare_run(profile, args.dataset, args.out, data_dir=args.data_dir)
+    return train_stage(ctx, settings, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-only", action="store_true", help="ids written as text (the baseline's prompt)")
     p.add_argument("--backbone", default="cpu", choices=["cpu", "gpu", "tiny"], help="whose tokenizer counts tokens")
     p.set_defaults(func=cmd_prompt)
+
+    p = sub.add_parser("train", help="train one stage (1: projectors, 2: projectors + LoRA)")
+    p.add_argument("--dataset", required=True, help=f"registered dataset: {', '.join(registry.DATASETS)}")
+    p.add_argument("--profile", default="cpu", help="cpu, gpu or smoke (llmrec_lite.profiles)")
+    p.add_argument("--stage", type=int, choices=[1, 2], required=True)
+    p.add_argument("--out", required=True, help="run directory (shared by both stages and both output sides)")
+    p.add_argument("--output", default="item-token", choices=["item-token", "text-id"], help="how the model names the item")
+    p.add_argument("--text-only", action="store_true", help="the baseline: ids as text, no CF embeddings")
+    p.add_argument("--samples", type=int, default=None, help="training prompts per task (overrides the profile)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    p.set_defaults(func=cmd_train)
     return parser
 
 

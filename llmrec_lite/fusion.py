@@ -121,10 +121,10 @@ class FusionModel(nn.Module):
         # out-of-place index_put keeps the graph: gradients reach both projectors
         if is_user.any():
             users = self.projectors.user(self.user_factors[batch.slot_values[is_user]])
-            vectors = vectors.index_put((is_user.nonzero().squeeze(1),), users)
+            vectors = vectors.to(users.dtype).index_put((is_user.nonzero().squeeze(1),), users)
         if (~is_user).any():
             items = self.projectors.item(self.item_factors[batch.slot_values[~is_user]])
-            vectors = vectors.index_put(((~is_user).nonzero().squeeze(1),), items)
+            vectors = vectors.to(items.dtype).index_put(((~is_user).nonzero().squeeze(1),), items.to(vectors.dtype))
         return vectors
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
@@ -132,8 +132,9 @@ class FusionModel(nn.Module):
         embed = self.model.get_input_embeddings()
         embeds = embed(batch.input_ids)
         if len(batch.slot_values):
-            vectors = self.slot_vectors(batch).to(embeds.dtype)
-            embeds = embeds.index_put((batch.slot_batch, batch.slot_pos), vectors)
+            vectors = self.slot_vectors(batch)
+            dtype = torch.promote_types(embeds.dtype, vectors.dtype)  # bf16 under autocast, else float32
+            embeds = embeds.to(dtype).index_put((batch.slot_batch, batch.slot_pos), vectors.to(dtype))
         return embeds
 
     # ----------------------------------------------------------------------- output side
@@ -161,6 +162,27 @@ class FusionModel(nn.Module):
         hidden = self.last_hidden(batch)
         items = self.item_output_embeddings()
         return self.item_logit_log_scale.exp() * (hidden.float() @ items.float().T)
+
+    @torch.no_grad()
+    def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
+        """Greedy continuation of left-padded prompts (text-id output), with a KV cache.
+
+        Returns:
+            ``(batch, max_new_tokens)`` generated token ids.
+        """
+        lm = self.model
+        out = lm(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.attention_mask,
+                 position_ids=batch.position_ids, use_cache=True)
+        mask, positions = batch.attention_mask, batch.position_ids[:, -1:]
+        tokens = []
+        for _ in range(max_new_tokens):
+            next_token = out.logits[:, -1].argmax(-1, keepdim=True)
+            tokens.append(next_token)
+            mask = torch.cat([mask, torch.ones_like(next_token)], dim=1)
+            positions = positions + 1
+            out = lm(input_ids=next_token, attention_mask=mask, position_ids=positions,
+                     past_key_values=out.past_key_values, use_cache=True)
+        return torch.cat(tokens, dim=1)
 
     def forward(self, batch: Batch) -> dict:
         """Training loss for the model's output side.

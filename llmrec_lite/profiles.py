@@ -38,6 +38,12 @@ class Profile:
         lora_r, lora_alpha, lora_dropout, lora_targets: LoRA adapters (OpenP5's Llama recipe:
             r=8, alpha=16, dropout 0.05 on q_proj and v_proj).
         max_history: History items shown in a sequential prompt (the last ones).
+        batch_size, lr, weight_decay, warmup_ratio, epochs: optimisation of both stages.
+        train_bf16: bfloat16 autocast during training.
+        item_token_samples: Training prompts per task for (stage 1, stage 2), item-token side.
+        text_id_samples: The same for the text-id side.
+        sample_ratio: Used instead of the sample counts when they are ``None`` (OpenP5: 20 %).
+        val_users, eval_every, checkpoint_every: validation subset and intervals (steps).
     """
 
     name: str
@@ -60,6 +66,18 @@ class Profile:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     max_history: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    epochs: int = 1
+    train_bf16: bool = True
+    item_token_samples: tuple[int | None, int | None] = (800, 1600)
+    text_id_samples: tuple[int | None, int | None] = (400, 800)
+    sample_ratio: float = 0.2
+    val_users: int = 200
+    eval_every: int = 25
+    checkpoint_every: int = 25
 
     def wals_config(self, **overrides):
         """The :class:`~llmrec_lite.wals.WALSConfig` this profile implies."""
@@ -86,6 +104,19 @@ class Profile:
         base.update(overrides)
         return BackboneSettings(**base)
 
+    def train_settings(self, stage: int, output: str = "item-token", use_embeddings: bool = True, **overrides):
+        """The :class:`~llmrec_lite.train.TrainSettings` of one stage under this profile."""
+        from llmrec_lite.train import TrainSettings
+
+        budget = self.item_token_samples if output == "item-token" else self.text_id_samples
+        base = dict(stage=stage, output=output, use_embeddings=use_embeddings, samples_per_task=budget[stage - 1],
+                    sample_ratio=self.sample_ratio, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                    weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio, bf16=self.train_bf16,
+                    val_users=self.val_users, eval_every=self.eval_every, checkpoint_every=self.checkpoint_every,
+                    max_history=self.max_history, seed=self.seed)
+        base.update(overrides)
+        return TrainSettings(**base)
+
     def projector_config(self) -> dict:
         """Overrides for :class:`~llmrec_lite.projectors.ProjectorConfig`."""
         return {"hidden_dim": self.projector_hidden, "activation": self.projector_activation}
@@ -96,7 +127,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu", backbone="cpu"),
-    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto", backbone="gpu", bf16=True),
+    # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
+    # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit.
+    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto", backbone="gpu", bf16=True,
+                   item_token_samples=(None, None), text_id_samples=(None, None), epochs=2, val_users=500,
+                   eval_every=200, checkpoint_every=200),
     "smoke": Profile(
         name="smoke",
         datasets=("lastfm",),
@@ -106,6 +141,13 @@ PROFILES: dict[str, Profile] = {
         compare_iterations=3,
         backbone="tiny",
         projector_hidden=32,
+        batch_size=4,
+        item_token_samples=(16, 16),
+        text_id_samples=(8, 8),
+        val_users=8,
+        eval_every=2,
+        checkpoint_every=2,
+        train_bf16=False,
     ),
 }
 

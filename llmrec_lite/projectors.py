@@ -9,9 +9,9 @@ layer.
 
 Scale matters. WALS vectors are small and the backbone's token embeddings have a
 characteristic norm; a slot vector far larger than a token dominates attention, a far
-smaller one is ignored. :meth:`Projector.calibrate` therefore (1) divides inputs by the
-mean CF-vector norm and (2) rescales the last layer so that, at initialisation, the
-projected vectors have the mean norm of the backbone's token embeddings.
+smaller one is ignored. :meth:`Projector.calibrate` therefore (1) centres the inputs on the
+mean CF vector and divides them by their mean norm and (2) rescales the last layer so that,
+at initialisation, the projected vectors have the mean norm of the backbone's token embeddings.
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ class Projector(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden_dim, out_dim)
+        self.register_buffer("input_shift", torch.zeros(in_dim))
         self.register_buffer("input_scale", torch.tensor(1.0))
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        x = vectors.to(self.fc1.weight.dtype) / self.input_scale
+        x = (vectors.to(self.fc1.weight.dtype) - self.input_shift) / self.input_scale
         return self.fc2(self.drop(self.act(self.fc1(x))))
 
     @torch.no_grad()
@@ -91,7 +92,11 @@ class Projector(nn.Module):
             The mean output norm after calibration (``target_norm`` up to rounding).
         """
         vectors = vectors.to(self.fc1.weight.device, self.fc1.weight.dtype)
-        self.input_scale.fill_(vectors.norm(dim=1).mean().clamp_min(1e-8))
+        # WALS vectors share a common direction (popularity); centring them keeps the random
+        # initial MLP from mapping every item to nearly the same vector. An affine shift loses
+        # nothing: the first layer's bias can undo it.
+        self.input_shift.copy_(vectors.mean(0))
+        self.input_scale.fill_((vectors - self.input_shift).norm(dim=1).mean().clamp_min(1e-8))
         was_training = self.training
         self.eval()
         factor = target_norm / self(vectors).norm(dim=1).mean().clamp_min(1e-8)
