@@ -253,6 +253,42 @@ def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None
     return {"total": total, "lora": lora, "hidden_size": config_dict["hidden_size"]}
 
 
+def estimate_training_memory(config_dict: dict, settings: BackboneSettings, batch_size: int, seq_len: int,
+                             trainable_extra: int = 0, gradient_checkpointing: bool = True) -> dict:
+    """A back-of-the-envelope GPU memory budget (GiB) for one training step.
+
+    Counts: decoder linear weights at 4 bits plus double-quantisation constants (about
+    0.127 bit per weight: one fp8 absmax per 64 weights, one fp32 per 256 of those);
+    embedding and LM head in bfloat16 (bitsandbytes leaves them unquantised); trainable
+    parameters (LoRA, projectors, ``trainable_extra``) in float32 with gradients and two
+    Adam moments; activations: with checkpointing, each layer's bf16 input is kept and one
+    layer at a time is recomputed (its attention scores and MLP intermediates included).
+    It ignores the CUDA context and allocator fragmentation (add 0.5-1 GiB in practice).
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**config_dict))
+    linear = sum(m.weight.numel() for n, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear))
+    other = sum(p.numel() for p in model.parameters()) - linear
+    counts = parameter_counts(config_dict, settings)
+    gib = 1024**3
+    h, layers = config_dict["hidden_size"], config_dict["num_hidden_layers"]
+    inter, heads = config_dict["intermediate_size"], config_dict["num_attention_heads"]
+    tokens = batch_size * seq_len
+    one_layer = tokens * (6 * h + 3 * inter) * 2 + batch_size * heads * seq_len * seq_len * 2 * 2
+    kept = tokens * h * 2 * layers if gradient_checkpointing else one_layer * layers
+    logits = tokens * config_dict["vocab_size"] * 4
+    out = {
+        "weights_4bit": linear * (4 + 0.127) / 8 / gib,
+        "embeddings_and_head_bf16": other * 2 / gib,
+        "trainable_with_adam": (counts["lora"] + trainable_extra) * 16 / gib,
+        "activations": (kept + one_layer + logits) / gib,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
 def quantization_config():
     """NF4 4-bit weights, double quantisation, bfloat16 compute (the ``gpu`` recipe)."""
     from transformers import BitsAndBytesConfig

@@ -39,6 +39,24 @@ def setup(profile_name: str) -> Profile:
     return profile
 
 
+def run_dir(profile_name: str, dataset: str):
+    """Where the chapters keep trained models: ``$LLMREC_RUN_DIR`` or ``<repo>/_build/runs``.
+
+    ``make book`` empties it first, so every model a chapter shows was trained in that build.
+    """
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("LLMREC_RUN_DIR")
+    if base:
+        root = Path(base)
+    else:
+        here = Path.cwd().resolve()
+        repo = next((p for p in (here, *here.parents) if (p / "_toc.yml").exists()), here)
+        root = repo / "_build" / "runs"
+    return root / profile_name / dataset
+
+
 def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:
     """Benchmark JSON files committed to the repository (searched upwards from the cwd).
 

@@ -512,6 +512,25 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> 
 # --------------------------------------------------------------------------- entry points
 
 
+def ensure_stage(ctx: RunContext, settings: TrainSettings, out: str | Path, show_progress: bool = True) -> dict:
+    """The result of a finished stage with exactly these settings, training it if needed.
+
+    Chapters call this so that a later chapter reuses what an earlier one trained in the
+    same build (the book's ``make`` target starts from an empty run directory).
+    """
+    folder = stage_dir(out, settings.variant, settings.stage)
+    result = folder / "final" / "result.json"
+    if result.exists() and json.loads((folder / "config.json").read_text()) == json.loads(json.dumps(run_config(ctx, settings))):
+        return json.loads(result.read_text())
+    return train_stage(ctx, settings, out, show_progress=show_progress)
+
+
+def read_log(out: str | Path, variant: str, stage: int) -> list[dict]:
+    """The JSON-lines training log of a stage."""
+    with open(stage_dir(out, variant, stage) / "log.jsonl") as fh:
+        return [json.loads(line) for line in fh]
+
+
 def prepare_run(profile, dataset: str, out: str | Path, data_dir=None, show_progress: bool = True) -> RunContext:
     """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone."""
     from llmrec_lite.backbone import load_backbone

@@ -58,7 +58,8 @@ def test_colab_notebook_in_sync(md):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_runs_on_smoke_profile(md):
+def test_chapter_runs_on_smoke_profile(md, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_RUN_DIR", str(tmp_path / "runs"))  # trained models go to a fresh folder
     nb = with_profile(jupytext.read(md), "smoke")
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(md.parent)}})
     client.execute()
