@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 book: $(STAMP)
+	# every trained model the book shows is trained by this build
+	rm -rf _build/runs
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 

@@ -241,6 +241,24 @@ class Batch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def select(self, row: int) -> "Batch":
+        """The batch of one prompt (its left padding dropped)."""
+        keep = self.attention_mask[row].bool()
+        offset = int((~keep).sum())
+        slots = self.slot_batch == row
+        return Batch(
+            input_ids=self.input_ids[row : row + 1, offset:],
+            attention_mask=self.attention_mask[row : row + 1, offset:],
+            position_ids=self.position_ids[row : row + 1, offset:],
+            labels=self.labels[row : row + 1, offset:],
+            slot_batch=torch.zeros_like(self.slot_batch[slots]),
+            slot_pos=self.slot_pos[slots] - offset,
+            slot_is_user=self.slot_is_user[slots],
+            slot_values=self.slot_values[slots],
+            users=self.users[row : row + 1],
+            targets=self.targets[row : row + 1],
+        )
+
 
 def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = True) -> Batch:
     """Pads on the left and builds masks, positions and labels.
