@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from llmrec_lite import registry
 from llmrec_lite.data import DataFormatError, INDEXINGS, load_dataset
@@ -126,6 +127,39 @@ def cmd_train(args) -> dict:
     return train_stage(ctx, settings, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps)
 
 
+def cmd_evaluate(args) -> dict:
+    from llmrec_lite.evaluate import evaluate_model, evaluation_users
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.train import load_trained, prepare_run, stage_dir
+
+    variant = args.output + ("-text" if args.text_only else "")
+    config_path = stage_dir(args.run, variant, args.model_stage) / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: train {variant} stage {args.model_stage} into {args.run} first.")
+    saved = json.loads(config_path.read_text())
+    profile = get_profile(saved["profile"])
+    ctx = prepare_run(profile, saved["dataset"], args.run, data_dir=args.data_dir)
+    model, _ = load_trained(ctx, args.run, variant, args.model_stage)
+    users = evaluation_users(ctx.split, args.users, seed=profile.seed)
+    ev = evaluate_model(model, ctx.split, task=args.task, template=args.template, stage=args.stage, users=users,
+                        mask_history=args.mask_history, max_history=profile.max_history)
+    if args.dump_rankings:
+        from llmrec_lite.fileio import atomic_path
+
+        with atomic_path(args.dump_rankings) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in ev.rankings(ctx.data)))
+    return {**ev.metrics, "variant": variant, "model_stage": args.model_stage, "dataset": ctx.data.name}
+
+
+def cmd_run(args) -> dict:
+    from llmrec_lite.pipeline import run_pipeline
+    from llmrec_lite.profiles import get_profile
+
+    result = run_pipeline(get_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir)
+    return {"results": str(Path(args.out) / "results.json"), "table": str(Path(args.out) / "results.md"),
+            "rows": len(result["rows"])}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="rank the catalogue with a trained model (leave-one-out)")
+    p.add_argument("--run", required=True, help="run directory given to train --out")
+    p.add_argument("--output", default="item-token", choices=["item-token", "text-id"])
+    p.add_argument("--text-only", action="store_true", help="evaluate the baseline without CF embeddings")
+    p.add_argument("--model-stage", type=int, default=2, choices=[1, 2], help="which training stage's model")
+    p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
+    p.add_argument("--template", default="seen", help="seen (training template 0), unseen, or 0-9")
+    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which targets")
+    p.add_argument("--users", type=int, default=None, help="evaluate a seeded subset of users (default: all)")
+    p.add_argument("--mask-history", action="store_true", help="exclude each user's history items")
+    p.add_argument("--dump-rankings", default=None, help="JSON-lines file: top-10 item ids and the gold id per user")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="the whole pipeline: WALS, both stages, baselines, evaluation, results")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_run)
     return parser
 
 

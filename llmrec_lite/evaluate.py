@@ -14,19 +14,30 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, target_ranks, top_k
+from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
 from llmrec_lite.prompts import collate, encode, render
 from llmrec_lite.templates import get_template
 
 
 @dataclass
 class Evaluation:
-    """Metrics plus what is needed to check them: per-user top lists and gold items."""
+    """Metrics plus what is needed to check them: per-user top lists, gold items and ranks."""
 
     metrics: dict
     top_items: np.ndarray
     gold: np.ndarray
     users: np.ndarray
+    ranks: np.ndarray | None = None
+
+    def bootstrap(self, key: str = "hr@10", samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+        """Percentile bootstrap interval of a metric over users (resampled with replacement)."""
+        k = int(key.split("@")[1].split("_")[0])
+        ranks = self.ranks if self.ranks is not None else ranks_from_lists(self.top_items, self.gold)
+        values = (ranks < k).astype(float) if key.startswith("hr") else np.where(ranks < k, 1 / np.log2(ranks + 2.0), 0.0)
+        rng = np.random.default_rng(seed)
+        means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(1)
+        lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+        return float(lo), float(hi)
 
     def rankings(self, data) -> list[dict]:
         """One record per user: ranked top-K item ids (as in prompts) and the gold id."""
@@ -44,7 +55,7 @@ def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def evaluate_item_token(model, split, task: str = "sequential", template: str | int = "seen", stage: str = "test",
                         users=None, batch_size: int = 32, ks=DEFAULT_KS, max_history: int = 10, top: int = 10,
-                        bf16: bool = False, show_progress: bool = True) -> Evaluation:
+                        mask_history: bool = False, bf16: bool = False, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
 
     Args:
@@ -53,6 +64,9 @@ def evaluate_item_token(model, split, task: str = "sequential", template: str | 
         task, template: Which prompt (``"seen"`` is training template 0, ``"unseen"`` the held-out one).
         stage: ``"test"`` or ``"valid"`` targets (model selection uses ``"valid"``).
         users: User indices (default: all).
+        mask_history: Rank with each user's history removed. The plain metric keys and the
+            top lists follow this rule; the other rule's HR/NDCG are added with a suffix
+            (``_masked`` or ``_unmasked``).
     """
     tok = model.backbone.tokenizer
     users = np.arange(split.num_users) if users is None else np.asarray(users)
@@ -73,10 +87,57 @@ def evaluate_item_token(model, split, task: str = "sequential", template: str | 
         histories = [split.history(int(u), stage) for u in chunk]
         ranks.append(target_ranks(scores, gold))
         masked.append(target_ranks(scores, gold, exclude=histories))
-        tops.append(top_k(scores, top))
+        tops.append(top_k(scores, top, exclude=histories if mask_history else None))
     seconds = time.perf_counter() - start
-    metrics = metrics_from_ranks(np.concatenate(ranks), ks)
-    metrics.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
+    plain, other = (np.concatenate(masked), np.concatenate(ranks)) if mask_history else (np.concatenate(ranks), np.concatenate(masked))
+    metrics = metrics_from_ranks(plain, ks)
+    metrics.update(metrics_from_ranks(other, ks, "_unmasked" if mask_history else "_masked"))
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
-                    "task": task, "template": tmpl.name, "stage": stage})
-    return Evaluation(metrics, np.concatenate(tops), targets[users], users)
+                    "task": task, "template": tmpl.name, "stage": stage, "masked": mask_history})
+    return Evaluation(metrics, np.concatenate(tops), targets[users], users, plain)
+
+
+@torch.no_grad()
+def evaluate_text_id(model, split, task: str = "sequential", template: str | int = "seen", stage: str = "test",
+                     users=None, batch_size: int = 16, num_beams: int = 10, mask_history: bool = False,
+                     ks=DEFAULT_KS, max_history: int = 10, trie=None, show_progress: bool = True) -> Evaluation:
+    """Top-``num_beams`` lists by trie-constrained beam search for a text-id model.
+
+    The beams are the ranking: an item outside them counts as a miss at every K up to
+    ``num_beams`` (OpenP5's protocol). ``mask_history`` forbids the user's history items
+    in the search (its metrics are reported under the plain keys, with ``masked: true``).
+    """
+    from llmrec_lite.generation import ItemTrie, constrained_beam_search
+
+    tok = model.backbone.tokenizer
+    users = np.arange(split.num_users) if users is None else np.asarray(users)
+    tmpl = get_template(task, template)
+    targets = split.targets(stage)
+    device = model.user_factors.device
+    trie = trie or ItemTrie.from_catalogue(split.data, tok)
+    tops = []
+    start = time.perf_counter()
+    model.eval()
+    for b in tqdm(range(0, len(users), batch_size), desc=f"beam search {task}/{tmpl.name}", disable=not show_progress):
+        chunk = users[b : b + batch_size]
+        encoded = [encode(render(tmpl, split.data, int(u), split.history(int(u), stage), None, model.use_embeddings,
+                                 max_history), tok, add_bos=model.backbone.add_bos) for u in chunk]
+        batch = collate(encoded, tok.pad_token_id, with_response=False).to(device)
+        exclude = [split.history(int(u), stage) for u in chunk] if mask_history else None
+        items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams, exclude=exclude)
+        tops.append(items.cpu().numpy())
+    seconds = time.perf_counter() - start
+    top_items = np.concatenate(tops)
+    ranks = ranks_from_lists(top_items, targets[users])
+    metrics = metrics_from_ranks(ranks, ks)
+    metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
+                    "task": task, "template": tmpl.name, "stage": stage, "masked": mask_history, "num_beams": num_beams})
+    return Evaluation(metrics, top_items, targets[users], users, ranks)
+
+
+def evaluate_model(model, split, **kwargs) -> Evaluation:
+    """Dispatches on the model's output side (item-token: full scores; text-id: beam search)."""
+    if model.output == "item-token":
+        kwargs.pop("num_beams", None)
+        return evaluate_item_token(model, split, **kwargs)
+    return evaluate_text_id(model, split, **kwargs)

@@ -44,6 +44,8 @@ class Profile:
         text_id_samples: The same for the text-id side.
         sample_ratio: Used instead of the sample counts when they are ``None`` (OpenP5: 20 %).
         val_users, eval_every, checkpoint_every: validation subset and intervals (steps).
+        eval_users: Test users evaluated for item-token models (``None``: all).
+        text_id_eval_users: Test users for text-id models (beam search is the slow part).
     """
 
     name: str
@@ -76,6 +78,8 @@ class Profile:
     text_id_samples: tuple[int | None, int | None] = (400, 800)
     sample_ratio: float = 0.2
     val_users: int = 200
+    eval_users: int | None = None
+    text_id_eval_users: int | None = 200
     eval_every: int = 25
     checkpoint_every: int = 25
 
@@ -131,6 +135,7 @@ PROFILES: dict[str, Profile] = {
     # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit.
     "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto", backbone="gpu", bf16=True,
                    item_token_samples=(None, None), text_id_samples=(None, None), epochs=2, val_users=500,
+                   text_id_eval_users=None,
                    eval_every=200, checkpoint_every=200),
     "smoke": Profile(
         name="smoke",
@@ -145,6 +150,8 @@ PROFILES: dict[str, Profile] = {
         item_token_samples=(16, 16),
         text_id_samples=(8, 8),
         val_users=8,
+        eval_users=24,
+        text_id_eval_users=8,
         eval_every=2,
         checkpoint_every=2,
         train_bf16=False,
