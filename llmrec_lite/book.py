@@ -76,3 +76,13 @@ def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results"
                 out.append(record)
             return out
     return []
+
+
+def reference_results(dataset: str | None = None) -> list[dict]:
+    """Published numbers (paper, OpenP5, S3-Rec) with their sources, from the package's data file."""
+    import json
+    from importlib import resources
+
+    data = json.loads(resources.files("llmrec_lite").joinpath("resources/reference_results.json").read_text())
+    rows = [dict(r, citation=data["sources"][r["source"]]) for r in data["rows"]]
+    return [r for r in rows if dataset is None or r["dataset"] == dataset]

@@ -47,22 +47,49 @@ def train_all(ctx, out: str | Path, show_progress: bool = True) -> dict:
     return results
 
 
+def evaluate_cached(ctx, out: str | Path, variant: str, stage: int, task: str, template: str,
+                    mask_history: bool = False, show_progress: bool = True):
+    """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
+
+    The cache key includes the trained model's fingerprint (its result.json), so a retrained
+    model is never served an old evaluation.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
+    from llmrec_lite.train import load_trained, stage_dir
+
+    profile = ctx.profile
+    output = variant.replace("-text", "")
+    n_users = profile.eval_users if output == "item-token" else profile.text_id_eval_users
+    trained = (stage_dir(out, variant, stage) / "final" / "result.json").read_bytes()
+    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}".encode()).hexdigest()[:16]
+    cache = Path(out) / "eval" / f"{variant}-stage{stage}-{task}-{template}-{'masked' if mask_history else 'plain'}-{key}.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
+                          np.array(saved["users"]), np.array(saved["ranks"]))
+    model, _ = load_trained(ctx, out, variant, stage)
+    users = evaluation_users(ctx.split, n_users, seed=profile.seed)
+    ev = evaluate_model(model, ctx.split, task=task, template=template, users=users, mask_history=mask_history,
+                        max_history=profile.max_history, show_progress=show_progress)
+    write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
+                       "users": ev.users.tolist(), "ranks": ev.ranks.tolist()})
+    return ev
+
+
 def evaluate_all(ctx, out: str | Path, show_progress: bool = True) -> list[dict]:
     """Every LLM row on both tasks, seen and unseen templates, plus the classic baselines."""
     from llmrec_lite.baselines import classic_baselines
-    from llmrec_lite.evaluate import evaluate_model, evaluation_users
-    from llmrec_lite.train import load_trained
 
     profile = ctx.profile
     rows = []
     for variant, stage, label in LLM_RUNS:
-        model, settings = load_trained(ctx, out, variant, stage)
-        n_users = profile.eval_users if settings.output == "item-token" else profile.text_id_eval_users
-        users = evaluation_users(ctx.split, n_users, seed=profile.seed)
         for task in TASKS:
             for template in ("seen", "unseen"):
-                ev = evaluate_model(model, ctx.split, task=task, template=template, users=users,
-                                    max_history=profile.max_history, show_progress=show_progress)
+                ev = evaluate_cached(ctx, out, variant, stage, task, template, show_progress=show_progress)
                 lo, hi = ev.bootstrap("hr@10")
                 rows.append({"model": label, "variant": variant, "stage": stage, "task": task, "template": template,
                              **ev.metrics, "hr@10_ci95": [lo, hi], "training_samples": _samples(out, variant, stage)})

@@ -21,6 +21,7 @@ class Profile:
     Attributes:
         name: Profile name.
         datasets: Datasets the chapters show (the first is the main one).
+        results_datasets: Datasets the whole pipeline (training, baselines, evaluation) runs on.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         seed: Global seed.
         indexing: Item indexing (``"sequential"`` or ``"random"``).
@@ -50,6 +51,7 @@ class Profile:
 
     name: str
     datasets: tuple[str, ...] = ("lastfm", "beauty")
+    results_datasets: tuple[str, ...] = ("lastfm",)
     device: str = "cpu"
     seed: int = 0
     indexing: str = "sequential"
@@ -133,7 +135,8 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu", backbone="cpu"),
     # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
     # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit.
-    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), device="auto", backbone="gpu", bf16=True,
+    "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), results_datasets=("lastfm", "beauty", "ml1m"),
+                   device="auto", backbone="gpu", bf16=True,
                    item_token_samples=(None, None), text_id_samples=(None, None), epochs=2, val_users=500,
                    text_id_eval_users=None,
                    eval_every=200, checkpoint_every=200),
