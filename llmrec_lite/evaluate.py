@@ -45,6 +45,21 @@ class Evaluation:
                 for u, g, row in zip(self.users.tolist(), self.gold.tolist(), self.top_items.tolist())]
 
 
+def prompt_batches(model, split, template, users, stage: str = "test", batch_size: int = 32, max_history: int = 10,
+                   desc: str = "evaluate", show_progress: bool = True):
+    """Yields ``(user chunk, batch)``: the users' evaluation prompts, without responses.
+
+    Prompts carry slots or ids as text, as the model was trained (``model.use_embeddings``).
+    """
+    tok = model.backbone.tokenizer
+    device = model.user_factors.device
+    for b in tqdm(range(0, len(users), batch_size), desc=f"{desc} {template.name}", disable=not show_progress):
+        chunk = users[b : b + batch_size]
+        encoded = [encode(render(template, split.data, int(u), split.history(int(u), stage), None, model.use_embeddings,
+                                 max_history), tok, add_bos=model.backbone.add_bos) for u in chunk]
+        yield chunk, collate(encoded, tok.pad_token_id, with_response=False).to(device)
+
+
 def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
     """All users, or a seeded subset (sorted) of ``num_users``."""
     if num_users is None or num_users >= split.num_users:
@@ -68,7 +83,6 @@ def evaluate_item_token(model, split, task: str = "sequential", template: str | 
             top lists follow this rule; the other rule's HR/NDCG are added with a suffix
             (``_masked`` or ``_unmasked``).
     """
-    tok = model.backbone.tokenizer
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
     targets = split.targets(stage)
@@ -76,11 +90,7 @@ def evaluate_item_token(model, split, task: str = "sequential", template: str | 
     ranks, masked, tops = [], [], []
     start = time.perf_counter()
     model.eval()
-    for b in tqdm(range(0, len(users), batch_size), desc=f"evaluate {task}/{tmpl.name}", disable=not show_progress):
-        chunk = users[b : b + batch_size]
-        encoded = [encode(render(tmpl, split.data, int(u), split.history(int(u), stage), None, model.use_embeddings,
-                                 max_history), tok, add_bos=model.backbone.add_bos) for u in chunk]
-        batch = collate(encoded, tok.pad_token_id, with_response=False).to(device)
+    for chunk, batch in prompt_batches(model, split, tmpl, users, stage, batch_size, max_history, "evaluate", show_progress):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             scores = model.score_items(batch).float().cpu()
         gold = targets[chunk]
@@ -109,20 +119,15 @@ def evaluate_text_id(model, split, task: str = "sequential", template: str | int
     """
     from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
-    tok = model.backbone.tokenizer
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
     targets = split.targets(stage)
-    device = model.user_factors.device
-    trie = trie or ItemTrie.from_catalogue(split.data, tok)
+    trie = trie or ItemTrie.from_catalogue(split.data, model.backbone.tokenizer)
     tops = []
     start = time.perf_counter()
     model.eval()
-    for b in tqdm(range(0, len(users), batch_size), desc=f"beam search {task}/{tmpl.name}", disable=not show_progress):
-        chunk = users[b : b + batch_size]
-        encoded = [encode(render(tmpl, split.data, int(u), split.history(int(u), stage), None, model.use_embeddings,
-                                 max_history), tok, add_bos=model.backbone.add_bos) for u in chunk]
-        batch = collate(encoded, tok.pad_token_id, with_response=False).to(device)
+    for chunk, batch in prompt_batches(model, split, tmpl, users, stage, batch_size, max_history, "beam search",
+                                       show_progress):
         exclude = [split.history(int(u), stage) for u in chunk] if mask_history else None
         items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams, exclude=exclude)
         tops.append(items.cpu().numpy())
