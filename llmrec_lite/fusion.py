@@ -172,7 +172,7 @@ class FusionModel(nn.Module):
         """
         lm = self.model
         out = lm(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.attention_mask,
-                 position_ids=batch.position_ids, use_cache=True)
+                 position_ids=batch.position_ids, use_cache=True, logits_to_keep=1)
         mask, positions = batch.attention_mask, batch.position_ids[:, -1:]
         tokens = []
         for _ in range(max_new_tokens):

@@ -83,11 +83,37 @@ class ItemTrie:
         return ItemTrie(self.child_tokens.to(device), self.child_nodes.to(device), self.leaf_item.to(device), self.sequences)
 
 
-def _prompt_forward(model, batch):
-    """Runs the prompt once; returns (log-probs of the next token, cache, positions, mask)."""
-    out = model.model(inputs_embeds=model.input_embeddings(batch), attention_mask=batch.attention_mask,
-                      position_ids=batch.position_ids, use_cache=True)
-    return out.logits[:, -1].float().log_softmax(-1), out.past_key_values, batch.position_ids[:, -1], batch.attention_mask
+def forced_prefix(trie: ItemTrie) -> tuple[list[int], int]:
+    """Tokens every answer starts with (the dataset name, ``item_``) and the node they lead to."""
+    tokens, node = [], 0
+    while int((trie.child_tokens[node] >= 0).sum()) == 1 and int(trie.leaf_item[node]) < 0:
+        tokens.append(int(trie.child_tokens[node, 0]))
+        node = int(trie.child_nodes[node, 0])
+    return tokens, node
+
+
+def _prompt_forward(model, batch, forced: list[int] | None = None):
+    """Runs the prompt, plus the tokens every answer starts with, in one pass.
+
+    Returns (log-probs of the next token, cache, last position, attention mask, summed
+    log-probability of the forced tokens). Appending the forced tokens to the prompt saves
+    one sequential decoding step each, over all beams.
+    """
+    embeds, mask, positions = model.input_embeddings(batch), batch.attention_mask, batch.position_ids
+    forced = forced or []
+    if forced:
+        ids = torch.tensor(forced, device=embeds.device).expand(embeds.shape[0], -1)
+        embeds = torch.cat([embeds, model.model.get_input_embeddings()(ids).to(embeds.dtype)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
+        positions = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(len(forced), device=ids.device)], dim=1)
+    # only the last len(forced) + 1 positions need the (vocabulary-sized) LM head
+    out = model.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                      logits_to_keep=len(forced) + 1)
+    logp = out.logits[:, -len(forced) - 1 :].float().log_softmax(-1)
+    forced_score = torch.zeros(embeds.shape[0], device=embeds.device)
+    for i, token in enumerate(forced):
+        forced_score = forced_score + logp[:, i, token]
+    return logp[:, -1], out.past_key_values, positions[:, -1], mask, forced_score
 
 
 @torch.no_grad()
@@ -116,11 +142,12 @@ def constrained_beam_search(model, batch, trie: ItemTrie, num_beams: int = 10,
             if len(items):
                 banned[row, torch.as_tensor(np.asarray(items), device=device)] = True
 
-    logp, cache, last_pos, mask = _prompt_forward(model, batch)
-    # every prompt starts with one live beam at the root; the other beams start dead (-inf)
-    node = torch.zeros((bsz, k), dtype=torch.long, device=device)
+    forced, start_node = forced_prefix(trie)
+    logp, cache, last_pos, mask, forced_score = _prompt_forward(model, batch, forced)
+    # every prompt starts with one live beam where the answers branch; the others start dead (-inf)
+    node = torch.full((bsz, k), start_node, dtype=torch.long, device=device)
     score = torch.full((bsz, k), -torch.inf, device=device)
-    score[:, 0] = 0.0
+    score[:, 0] = forced_score
     logp = logp.unsqueeze(1).expand(bsz, k, -1)
     cache.batch_repeat_interleave(k)
     mask = mask.repeat_interleave(k, dim=0)
@@ -179,7 +206,7 @@ def exact_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 256) -> to
         by_length.setdefault(len(s), []).append(i)
     for row in range(batch.input_ids.shape[0]):
         single = batch.select(row)
-        first_logp, cache, last_pos, mask = _prompt_forward(model, single)
+        first_logp, cache, last_pos, mask, _ = _prompt_forward(model, single)
         for length, items in by_length.items():
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
