@@ -1,0 +1,230 @@
+"""The embedding explorer: where CF vectors and their projections sit, and what that means.
+
+Computation only (display lives in the chapter and :class:`Explorer`). For the item
+embeddings at three points of the method (WALS factors; projected after stage 1; projected
+after stage 2) it computes seeded UMAP layouts and measures that say what a picture can be
+trusted for:
+
+- *trustworthiness* (scikit-learn): how well a 2-D layout keeps each point's neighbours;
+- *nearest-token cosine*: for each projected item, the cosine similarity to the closest real
+  token embedding of the backbone (does the projector write vectors the LLM has seen before?);
+- *norms* of the projected vectors against the token embeddings'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def umap_layout(vectors, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine", seed: int = 0) -> np.ndarray:
+    """A seeded 2-D UMAP layout (``random_state`` makes umap-learn deterministic)."""
+    import umap
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    n_neighbors = max(2, min(n_neighbors, len(vectors) - 1))
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed,
+                        n_components=2, init="random" if len(vectors) < 50 else "spectral")
+    return reducer.fit_transform(vectors).astype(np.float32)
+
+
+def trustworthiness(vectors, layout, n_neighbors: int = 10, metric: str = "cosine") -> float:
+    """scikit-learn's trustworthiness of a layout, in [0, 1] (1: no false neighbours)."""
+    from sklearn.manifold import trustworthiness as tw
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    n_neighbors = max(1, min(n_neighbors, len(vectors) // 2 - 1))
+    return float(tw(vectors, layout, n_neighbors=n_neighbors, metric=metric))
+
+
+def nearest_token_cosine(vectors, token_embeddings, batch_size: int = 1024) -> np.ndarray:
+    """For each vector, the largest cosine similarity to any token embedding."""
+    v = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors), dtype=torch.float32), dim=1)
+    t = torch.nn.functional.normalize(torch.as_tensor(token_embeddings, dtype=torch.float32), dim=1)
+    best = [(v[i : i + batch_size] @ t.T).max(dim=1).values for i in range(0, len(v), batch_size)]
+    return torch.cat(best).numpy()
+
+
+def norm_summary(vectors) -> dict:
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    return {"mean": float(norms.mean()), "std": float(norms.std()), "p5": float(np.percentile(norms, 5)),
+            "p95": float(np.percentile(norms, 95))}
+
+
+@dataclass
+class View:
+    """One embedding space: the vectors, their layout and the measures."""
+
+    name: str
+    vectors: np.ndarray
+    layout: np.ndarray
+    trustworthiness: float
+    nearest_token_cosine: np.ndarray | None = None
+    norms: dict = field(default_factory=dict)
+
+
+def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neighbors: int = 15, seed: int = 0) -> dict[str, View]:
+    """Layouts and measures for each named set of item vectors.
+
+    Args:
+        item_sets: e.g. ``{"WALS": factors, "stage 1": projected_1, "stage 2": projected_2}``.
+        token_embeddings: The backbone's token embeddings (for the nearest-token cosine of
+            vectors that live in the backbone's space, i.e. same dimension).
+    """
+    views = {}
+    for name, vectors in item_sets.items():
+        vectors = np.asarray(vectors, dtype=np.float32)
+        layout = umap_layout(vectors, n_neighbors=n_neighbors, seed=seed)
+        cos = None
+        if token_embeddings is not None and vectors.shape[1] == np.asarray(token_embeddings).shape[1]:
+            cos = nearest_token_cosine(vectors, token_embeddings)
+        views[name] = View(name, vectors, layout, trustworthiness(vectors, layout), cos, norm_summary(vectors))
+    return views
+
+
+def joint_token_layout(projected, token_sample, n_neighbors: int = 15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One layout of projected items together with sampled token embeddings (for context)."""
+    both = np.concatenate([np.asarray(token_sample, np.float32), np.asarray(projected, np.float32)])
+    layout = umap_layout(both, n_neighbors=n_neighbors, seed=seed)
+    return layout[: len(token_sample)], layout[len(token_sample) :]
+
+
+# --------------------------------------------------------------------------- display
+
+
+def attribute_labels(attributes: dict[int, list[int]], num_items: int, top: int = 8) -> list[str]:
+    """Each item's most common attribute among the ``top`` most frequent ones, else "other"."""
+    from collections import Counter
+
+    counts = Counter(a for attrs in attributes.values() for a in attrs)
+    common = [a for a, _ in counts.most_common(top)]
+    labels = []
+    for i in range(num_items):
+        attrs = attributes.get(i, [])
+        hit = next((a for a in common if a in attrs), None)
+        labels.append(f"attribute {hit}" if hit is not None else "other")
+    return labels
+
+
+def static_figure(views: dict[str, View], popularity: np.ndarray, labels: list[str], hover: list[str]):
+    """A plotly figure whose buttons switch view and colouring; works without a kernel."""
+    import plotly.graph_objects as go
+
+    log_pop = np.log1p(popularity)
+    traces, names = [], list(views)
+    for name in names:
+        xy = views[name].layout
+        traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{name} (popularity)",
+                                   marker=dict(size=4, color=log_pop, colorscale="Viridis", showscale=True,
+                                               colorbar=dict(title="log(1+pop)")),
+                                   text=hover, hovertemplate="%{text}<extra></extra>", visible=False))
+        cats = sorted(set(labels))
+        for cat in cats:
+            idx = [i for i, l in enumerate(labels) if l == cat]
+            traces.append(go.Scattergl(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=cat, legendgroup=name,
+                                       marker=dict(size=4), text=[hover[i] for i in idx],
+                                       hovertemplate="%{text}<extra></extra>", visible=False))
+    per_view = 1 + len(set(labels))
+    traces[0].visible = True
+    fig = go.Figure(traces)
+
+    def visibility(view_index: int, colour: str) -> list[bool]:
+        vis = [False] * len(traces)
+        base = view_index * per_view
+        if colour == "popularity":
+            vis[base] = True
+        else:
+            for k in range(1, per_view):
+                vis[base + k] = True
+        return vis
+
+    buttons = []
+    for v, name in enumerate(names):
+        for colour in ("popularity", "attribute"):
+            buttons.append(dict(label=f"{name} · {colour}", method="update",
+                                args=[{"visible": visibility(v, colour)},
+                                      {"title": f"{name}: trustworthiness {views[name].trustworthiness:.3f}"}]))
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.15, yanchor="top")],
+                      title=f"{names[0]}: trustworthiness {views[names[0]].trustworthiness:.3f}",
+                      xaxis_title="UMAP 1", yaxis_title="UMAP 2", margin=dict(t=110))
+    return fig
+
+
+class Explorer:
+    """The interactive explorer behind the chapter's ipywidgets (callbacks work headless).
+
+    Args:
+        item_sets: Named item-vector sets (as for :func:`build_views`).
+        popularity: Training popularity per item.
+        labels: Attribute label per item (see :func:`attribute_labels`).
+        hover: Hover text per item.
+        user_items: ``user -> (history items, test item, top-10 recommendations)``.
+    """
+
+    def __init__(self, item_sets, popularity, labels, hover, user_items, seed: int = 0):
+        self.item_sets = item_sets
+        self.popularity = np.asarray(popularity)
+        self.labels = labels
+        self.hover = hover
+        self.user_items = user_items
+        self.seed = seed
+        self._layouts: dict = {}
+
+    def layout(self, stage: str, n_neighbors: int) -> np.ndarray:
+        key = (stage, n_neighbors)
+        if key not in self._layouts:
+            self._layouts[key] = umap_layout(self.item_sets[stage], n_neighbors=n_neighbors, seed=self.seed)
+        return self._layouts[key]
+
+    def figure(self, stage: str, colour: str = "popularity", n_neighbors: int = 15, user: int | None = None):
+        """The figure for one choice of the controls."""
+        import plotly.graph_objects as go
+
+        xy = self.layout(stage, n_neighbors)
+        if colour == "popularity":
+            marker = dict(size=4, color=np.log1p(self.popularity), colorscale="Viridis", showscale=True,
+                          colorbar=dict(title="log(1+pop)"))
+        else:
+            cats = sorted(set(self.labels))
+            marker = dict(size=4, color=[cats.index(l) for l in self.labels], colorscale="Turbo")
+        fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, name="items",
+                                     text=self.hover, hovertemplate="%{text}<extra></extra>"))
+        if user is not None and user in self.user_items:
+            history, target, recs = self.user_items[user]
+            for idx, name, style in ((history, "history", dict(size=9, color="black", symbol="circle-open")),
+                                     (recs, "top-10 recommended", dict(size=10, color="red", symbol="x")),
+                                     ([target], "test item", dict(size=14, color="gold", symbol="star"))):
+                idx = list(idx)
+                fig.add_trace(go.Scattergl(x=xy[idx, 0], y=xy[idx, 1], mode="markers", marker=style, name=name,
+                                           text=[self.hover[i] for i in idx], hovertemplate="%{text}<extra></extra>"))
+        fig.update_layout(title=f"{stage}, coloured by {colour}, n_neighbors={n_neighbors}"
+                                + (f", user {user + 1}" if user is not None else ""),
+                          xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+        return fig
+
+    def widgets(self, users: list[int]):
+        """ipywidgets controls wired to :meth:`figure`; returns (container, controls, output)."""
+        import ipywidgets as W
+        from IPython.display import display
+
+        from llmrec_lite.plots import show
+
+        stage = W.Dropdown(options=list(self.item_sets), description="vectors")
+        colour = W.Dropdown(options=["popularity", "attribute"], description="colour")
+        neighbours = W.IntSlider(value=15, min=5, max=50, step=5, description="n_neighbors")
+        user = W.Dropdown(options=[("none", -1)] + [(f"user_{u + 1}", u) for u in users], description="user")
+        out = W.Output()
+
+        def redraw(_=None):
+            out.clear_output(wait=True)
+            with out:
+                show(self.figure(stage.value, colour.value, neighbours.value,
+                                 None if user.value < 0 else user.value), height=520)
+
+        for control in (stage, colour, neighbours, user):
+            control.observe(redraw, names="value")
+        redraw()
+        box = W.VBox([W.HBox([stage, colour]), W.HBox([neighbours, user]), out])
+        return box, {"stage": stage, "colour": colour, "n_neighbors": neighbours, "user": user}, out
