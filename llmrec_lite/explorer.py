@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 
-def umap_layout(vectors, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine", seed: int = 0) -> np.ndarray:
+def umap_layout(vectors, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine", seed: int = 0,
+                n_epochs: int | None = None) -> np.ndarray:
     """A seeded 2-D UMAP layout (``random_state`` makes umap-learn deterministic)."""
     import umap
 
     vectors = np.asarray(vectors, dtype=np.float32)
     n_neighbors = max(2, min(n_neighbors, len(vectors) - 1))
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed,
-                        n_components=2, init="random" if len(vectors) < 50 else "spectral")
+                        n_components=2, n_epochs=n_epochs, init="random" if len(vectors) < 50 else "spectral")
     return reducer.fit_transform(vectors).astype(np.float32)
 
 
@@ -65,7 +66,8 @@ class View:
     norms: dict = field(default_factory=dict)
 
 
-def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neighbors: int = 15, seed: int = 0) -> dict[str, View]:
+def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neighbors: int = 15, seed: int = 0,
+                n_epochs: int | None = None) -> dict[str, View]:
     """Layouts and measures for each named set of item vectors.
 
     Args:
@@ -76,7 +78,7 @@ def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neigh
     views = {}
     for name, vectors in item_sets.items():
         vectors = np.asarray(vectors, dtype=np.float32)
-        layout = umap_layout(vectors, n_neighbors=n_neighbors, seed=seed)
+        layout = umap_layout(vectors, n_neighbors=n_neighbors, seed=seed, n_epochs=n_epochs)
         cos = None
         if token_embeddings is not None and vectors.shape[1] == np.asarray(token_embeddings).shape[1]:
             cos = nearest_token_cosine(vectors, token_embeddings)
@@ -84,10 +86,11 @@ def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neigh
     return views
 
 
-def joint_token_layout(projected, token_sample, n_neighbors: int = 15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def joint_token_layout(projected, token_sample, n_neighbors: int = 15, seed: int = 0,
+                       n_epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One layout of projected items together with sampled token embeddings (for context)."""
     both = np.concatenate([np.asarray(token_sample, np.float32), np.asarray(projected, np.float32)])
-    layout = umap_layout(both, n_neighbors=n_neighbors, seed=seed)
+    layout = umap_layout(both, n_neighbors=n_neighbors, seed=seed, n_epochs=n_epochs)
     return layout[: len(token_sample)], layout[len(token_sample) :]
 
 
@@ -163,7 +166,8 @@ class Explorer:
         user_items: ``user -> (history items, test item, top-10 recommendations)``.
     """
 
-    def __init__(self, item_sets, popularity, labels, hover, user_items, seed: int = 0):
+    def __init__(self, item_sets, popularity, labels, hover, user_items, seed: int = 0, n_epochs: int | None = None):
+        self.n_epochs = n_epochs
         self.item_sets = item_sets
         self.popularity = np.asarray(popularity)
         self.labels = labels
@@ -175,7 +179,8 @@ class Explorer:
     def layout(self, stage: str, n_neighbors: int) -> np.ndarray:
         key = (stage, n_neighbors)
         if key not in self._layouts:
-            self._layouts[key] = umap_layout(self.item_sets[stage], n_neighbors=n_neighbors, seed=self.seed)
+            self._layouts[key] = umap_layout(self.item_sets[stage], n_neighbors=n_neighbors, seed=self.seed,
+                                             n_epochs=self.n_epochs)
         return self._layouts[key]
 
     def figure(self, stage: str, colour: str = "popularity", n_neighbors: int = 15, user: int | None = None):

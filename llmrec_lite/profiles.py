@@ -47,6 +47,9 @@ class Profile:
         val_users, eval_every, checkpoint_every: validation subset and intervals (steps).
         eval_users: Test users evaluated for item-token models (``None``: all).
         text_id_eval_users: Test users for text-id models (beam search is the slow part).
+        explorer_items: Items the embedding explorer lays out (the most popular; ``None``: all).
+        explorer_tokens: Token embeddings sampled for context in the explorer.
+        umap_epochs: UMAP optimisation epochs (``None``: umap-learn's default).
     """
 
     name: str
@@ -84,6 +87,9 @@ class Profile:
     text_id_eval_users: int | None = 200
     eval_every: int = 25
     checkpoint_every: int = 25
+    explorer_items: int | None = 1500
+    explorer_tokens: int = 2000
+    umap_epochs: int | None = 200
 
     def wals_config(self, **overrides):
         """The :class:`~llmrec_lite.wals.WALSConfig` this profile implies."""
@@ -138,7 +144,7 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), results_datasets=("lastfm", "beauty", "ml1m"),
                    device="auto", backbone="gpu", bf16=True,
                    item_token_samples=(None, None), text_id_samples=(None, None), epochs=2, val_users=500,
-                   text_id_eval_users=None,
+                   text_id_eval_users=None, explorer_items=None, explorer_tokens=5000, umap_epochs=None,
                    eval_every=200, checkpoint_every=200),
     "smoke": Profile(
         name="smoke",
@@ -155,6 +161,9 @@ PROFILES: dict[str, Profile] = {
         val_users=8,
         eval_users=24,
         text_id_eval_users=8,
+        explorer_items=120,
+        explorer_tokens=120,
+        umap_epochs=30,
         eval_every=2,
         checkpoint_every=2,
         train_bf16=False,
