@@ -212,9 +212,8 @@ class Explorer:
     def widgets(self, users: list[int]):
         """ipywidgets controls wired to :meth:`figure`; returns (container, controls, output)."""
         import ipywidgets as W
-        from IPython.display import display
 
-        from llmrec_lite.plots import show
+        from llmrec_lite.plots import as_html
 
         stage = W.Dropdown(options=list(self.item_sets), description="vectors")
         colour = W.Dropdown(options=["popularity", "attribute"], description="colour")
@@ -223,10 +222,11 @@ class Explorer:
         out = W.Output()
 
         def redraw(_=None):
-            out.clear_output(wait=True)
-            with out:
-                show(self.figure(stage.value, colour.value, neighbours.value,
-                                 None if user.value < 0 else user.value), height=520)
+            fig = self.figure(stage.value, colour.value, neighbours.value, None if user.value < 0 else user.value)
+            # replace the output's content directly: capturing display() inside an observer
+            # (``with out:``) depends on the frontend and can stall a headless kernel
+            out.outputs = ()
+            out.append_display_data(as_html(fig, height=520))
 
         for control in (stage, colour, neighbours, user):
             control.observe(redraw, names="value")

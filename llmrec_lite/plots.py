@@ -10,16 +10,23 @@ from __future__ import annotations
 _plotlyjs_sent = False
 
 
-def show(fig, height: int | None = None) -> None:
-    """Displays a plotly figure (see the module docstring for why not ``fig.show()``)."""
+def as_html(fig, height: int | None = None):
+    """The figure as an :class:`IPython.display.HTML` object (plotly.js inlined the first time)."""
     global _plotlyjs_sent
-    from IPython.display import HTML, display
+    from IPython.display import HTML
 
     if height is not None:
         fig.update_layout(height=height)
     html = fig.to_html(full_html=False, include_plotlyjs=not _plotlyjs_sent, config={"responsive": True})
     _plotlyjs_sent = True
-    display(HTML(html))
+    return HTML(html)
+
+
+def show(fig, height: int | None = None) -> None:
+    """Displays a plotly figure (see the module docstring for why not ``fig.show()``)."""
+    from IPython.display import display
+
+    display(as_html(fig, height))
 
 
 def reset() -> None:
