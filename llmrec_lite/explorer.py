@@ -148,7 +148,7 @@ def static_figure(views: dict[str, View], popularity: np.ndarray, labels: list[s
         for colour in ("popularity", "attribute"):
             buttons.append(dict(label=f"{name} · {colour}", method="update",
                                 args=[{"visible": visibility(v, colour)},
-                                      {"title": f"{name}: trustworthiness {views[name].trustworthiness:.3f}"}]))
+                                      {"title.text": f"{name}: trustworthiness {views[name].trustworthiness:.3f}"}]))
     fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.15, yanchor="top")],
                       title=f"{names[0]}: trustworthiness {views[names[0]].trustworthiness:.3f}",
                       xaxis_title="UMAP 1", yaxis_title="UMAP 2", margin=dict(t=110))
