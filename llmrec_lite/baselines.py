@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, target_ranks, top_k
+from llmrec_lite.metrics import evaluate_scorer
 
 
 def popularity_scores(split) -> np.ndarray:
@@ -32,25 +32,6 @@ def fit_bpr(split, factors: int = 64, iterations: int = 100, learning_rate: floa
                                             iterations=iterations, random_state=seed, num_threads=1)
         model.fit(split.train_matrix().tocsr(), show_progress=False)
     return torch.from_numpy(np.asarray(model.user_factors)), torch.from_numpy(np.asarray(model.item_factors))
-
-
-def evaluate_scorer(score_fn, split, users=None, stage: str = "test", ks=DEFAULT_KS, batch_size: int = 2048,
-                    top: int = 10) -> tuple[dict, np.ndarray]:
-    """Metrics of a ``score_fn(users) -> (len(users), items)`` scorer; also returns top lists."""
-    users = np.arange(split.num_users) if users is None else np.asarray(users)
-    targets = split.targets(stage)
-    ranks, masked, tops = [], [], []
-    for b in range(0, len(users), batch_size):
-        chunk = users[b : b + batch_size]
-        scores = torch.as_tensor(score_fn(chunk), dtype=torch.float32)
-        gold = targets[chunk]
-        ranks.append(target_ranks(scores, gold))
-        masked.append(target_ranks(scores, gold, exclude=[split.history(int(u), stage) for u in chunk]))
-        tops.append(top_k(scores, top))
-    out = metrics_from_ranks(np.concatenate(ranks), ks)
-    out.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
-    out["users"] = int(len(users))
-    return out, np.concatenate(tops)
 
 
 def classic_baselines(split, wals, users=None, stage: str = "test", bpr_factors: int = 64, seed: int = 0) -> dict:

@@ -112,30 +112,32 @@ def evaluate_scores(
     return out
 
 
-def evaluate_dot_product(
-    user_factors: torch.Tensor,
-    item_factors: torch.Tensor,
-    split,
-    stage: str = "test",
-    ks: Sequence[int] = DEFAULT_KS,
-    batch_size: int = 2048,
-) -> dict:
-    """Ranks all items by ``x_uᵀ y_i`` for every user; HR/NDCG unmasked and masked.
+def evaluate_scorer(score_fn, split, users=None, stage: str = "test", ks: Sequence[int] = DEFAULT_KS,
+                    batch_size: int = 2048, top: int = 10) -> tuple[dict, np.ndarray]:
+    """HR/NDCG, unmasked and with history masked, of ``score_fn(users) -> (len(users), items)``.
 
-    Args:
-        user_factors, item_factors: CF embeddings.
-        split: A :class:`~llmrec_lite.split.LeaveOneOutSplit`.
-        stage: ``"test"`` (history ``seq[:-1]``) or ``"valid"`` (history ``seq[:-2]``).
-        batch_size: Users scored at once (bounds memory on large catalogues).
+    Users are scored in batches (bounds memory on large catalogues). Also returns the
+    top-``top`` lists (unmasked).
     """
+    users = np.arange(split.num_users) if users is None else np.asarray(users)
     targets = split.targets(stage)
-    ranks, masked = [], []
-    for start in range(0, split.num_users, batch_size):
-        users = range(start, min(start + batch_size, split.num_users))
-        scores = torch.as_tensor(user_factors)[list(users)] @ torch.as_tensor(item_factors).T
-        ranks.append(target_ranks(scores, targets[list(users)]))
-        masked.append(target_ranks(scores, targets[list(users)], exclude=[split.history(u, stage) for u in users]))
+    ranks, masked, tops = [], [], []
+    for b in range(0, len(users), batch_size):
+        chunk = users[b : b + batch_size]
+        scores = torch.as_tensor(score_fn(chunk), dtype=torch.float32)
+        gold = targets[chunk]
+        ranks.append(target_ranks(scores, gold))
+        masked.append(target_ranks(scores, gold, exclude=[split.history(int(u), stage) for u in chunk]))
+        tops.append(top_k(scores, top))
     out = metrics_from_ranks(np.concatenate(ranks), ks)
     out.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
-    out["users"] = int(split.num_users)
-    return out
+    out["users"] = int(len(users))
+    return out, np.concatenate(tops)
+
+
+def evaluate_dot_product(user_factors, item_factors, split, stage: str = "test", ks: Sequence[int] = DEFAULT_KS,
+                         batch_size: int = 2048) -> dict:
+    """Ranks all items by ``x_uᵀ y_i`` for every user; HR/NDCG unmasked and masked."""
+    users_t, items_t = torch.as_tensor(user_factors), torch.as_tensor(item_factors)
+    return evaluate_scorer(lambda u: users_t[torch.as_tensor(u)] @ items_t.T, split, stage=stage, ks=ks,
+                           batch_size=batch_size)[0]

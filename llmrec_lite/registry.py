@@ -224,9 +224,7 @@ def fetch(name: str, data_dir_: str | os.PathLike | None = None, which: str = "i
         return path
     try:
         _download(remote.url, path, remote.checksum)
-    except ChecksumError:
-        raise
-    except OSError as err:
+    except OSError as err:  # ChecksumError is not an OSError: it propagates as it is
         raise FileNotFoundError(
             f"{path} is not in the data cache and downloading it from {remote.url} failed ({err}). "
             f"Without internet access, set {DATA_DIR_ENV} to a folder holding "
