@@ -84,7 +84,7 @@ class Profile:
     sample_ratio: float = 0.2
     val_users: int = 200
     eval_users: int | None = None
-    text_id_eval_users: int | None = 200
+    text_id_eval_users: int | None = 100
     eval_every: int = 25
     checkpoint_every: int = 25
     explorer_items: int | None = 1500
