@@ -120,13 +120,22 @@ def results_markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pipeline(profile, dataset: str, out: str | Path, data_dir=None, show_progress: bool = True) -> dict:
-    """Runs everything and writes ``results.json`` and ``results.md`` into ``out``."""
+def run_pipeline(profile, dataset: str, out: str | Path, data_dir=None, show_progress: bool = True, ctx=None) -> dict:
+    """Runs everything and writes ``results.json`` and ``results.md`` into ``out``.
+
+    Args:
+        ctx: A :class:`~llmrec_lite.train.RunContext` already prepared for this profile,
+            dataset and ``out`` (the book passes its own); ``None`` prepares one.
+    """
     from llmrec_lite.device import describe_machine
     from llmrec_lite.train import prepare_run
 
     out = Path(out)
-    ctx = prepare_run(profile, dataset, out, data_dir=data_dir, show_progress=show_progress)
+    if ctx is None:
+        ctx = prepare_run(profile, dataset, out, data_dir=data_dir, show_progress=show_progress)
+    elif ctx.profile.name != profile.name or ctx.data.name != dataset:
+        raise ValueError(f"The run context is for {ctx.data.name!r} under profile {ctx.profile.name!r}, "
+                         f"not {dataset!r} under {profile.name!r}; pass ctx=None to prepare the right one.")
     training = train_all(ctx, out, show_progress)
     rows = evaluate_all(ctx, out, show_progress)
     result = {
