@@ -92,6 +92,16 @@ class FusionModel(nn.Module):
         # both have large norms, so raw dot products would start as a near one-hot softmax;
         # a learned log-scale starting at 1/sqrt(hidden) keeps the initial loss near log(items).
         self.item_logit_log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(hidden)), requires_grad=output == "item-token")
+        # A 4-bit backbone is placed at loading and cannot be moved afterwards, so the rest of
+        # the model (factors, projectors, item embeddings) joins it on the backbone's device.
+        device = backbone.token_embeddings().device
+        for name, child in self.named_children():
+            if child is not self.model:
+                child.to(device)
+        for name, buf in list(self.named_buffers(recurse=False)):
+            setattr(self, name, buf.to(device))
+        for param in self.parameters(recurse=False):
+            param.data = param.data.to(device)
 
     @property
     def num_items(self) -> int:

@@ -199,3 +199,16 @@ def test_smollm2_converted_copy_and_a_training_step(tmp_path, monkeypatch, split
     out = model(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and model.projectors.item.fc2.weight.grad is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("output", ["item-token", "text-id"])
+def test_model_joins_a_cuda_backbone_and_evaluates(split, tiny_llama_folder, output):
+    """Factors and projectors follow the backbone onto the GPU (a 4-bit one cannot be moved)."""
+    from llmrec_lite.evaluate import evaluate_model
+
+    backbone = B.load_backbone(B.BackboneSettings(kind="gpu", model_path=str(tiny_llama_folder)), device="cuda")
+    model = model_for(split, output=output, backbone=backbone)
+    assert model.user_factors.device.type == "cuda" and model.projectors.user.fc1.weight.device.type == "cuda"
+    ev = evaluate_model(model, split, users=range(split.num_users), show_progress=False)
+    assert ev.metrics["users"] == split.num_users

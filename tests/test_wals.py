@@ -119,10 +119,10 @@ def test_cuda_matches_cpu_exact_solver(rng):
 def test_cuda_matches_cpu_cg(rng):
     # CG stops after a few steps, so the devices' different summation orders are not damped
     # the way an exact solve damps them; over many sweeps single factors drift apart (seen on
-    # an H200: 0.017 after 6 sweeps) while the objective stays equal. So: one sweep factor by
-    # factor, and the loss curve of a full fit.
+    # an H200: 0.017 after 6 sweeps) while the objective stays equal to about 2e-4 (relative).
+    # So: one sweep factor by factor, and the loss curve of a full fit.
     m = random_interactions(rng)
     one_cpu, one_gpu = fit(m, solver="cg", iterations=1), fit(m, solver="cg", iterations=1, device="cuda")
     torch.testing.assert_close(one_cpu.user_factors, one_gpu.user_factors, atol=1e-4, rtol=1e-3)
     cpu, gpu = fit(m, solver="cg"), fit(m, solver="cg", device="cuda")
-    np.testing.assert_allclose([h["loss"] for h in cpu.history], [h["loss"] for h in gpu.history], rtol=1e-4)
+    np.testing.assert_allclose([h["loss"] for h in cpu.history], [h["loss"] for h in gpu.history], rtol=1e-3)
