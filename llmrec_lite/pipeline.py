@@ -22,6 +22,14 @@ LLM_RUNS = (
 )
 
 
+def evaluations_for(stage: int) -> tuple[tuple[str, str], ...]:
+    """(task, template) pairs evaluated for a model: stage-1 models are intermediate, so only
+    the main row (sequential, seen); final models on both tasks, seen and unseen templates."""
+    if stage == 1:
+        return (("sequential", "seen"),)
+    return tuple((task, template) for task in TASKS for template in ("seen", "unseen"))
+
+
 def settings_for(profile, variant: str, stage: int):
     """Training settings of a variant; text-only baselines get the same total budget."""
     output = variant.replace("-text", "")
@@ -81,18 +89,17 @@ def evaluate_cached(ctx, out: str | Path, variant: str, stage: int, task: str, t
 
 
 def evaluate_all(ctx, out: str | Path, show_progress: bool = True) -> list[dict]:
-    """Every LLM row on both tasks, seen and unseen templates, plus the classic baselines."""
+    """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic baselines."""
     from llmrec_lite.baselines import classic_baselines
 
     profile = ctx.profile
     rows = []
     for variant, stage, label in LLM_RUNS:
-        for task in TASKS:
-            for template in ("seen", "unseen"):
-                ev = evaluate_cached(ctx, out, variant, stage, task, template, show_progress=show_progress)
-                lo, hi = ev.bootstrap("hr@10")
-                rows.append({"model": label, "variant": variant, "stage": stage, "task": task, "template": template,
-                             **ev.metrics, "hr@10_ci95": [lo, hi], "training_samples": _samples(out, variant, stage)})
+        for task, template in evaluations_for(stage):
+            ev = evaluate_cached(ctx, out, variant, stage, task, template, show_progress=show_progress)
+            lo, hi = ev.bootstrap("hr@10")
+            rows.append({"model": label, "variant": variant, "stage": stage, "task": task, "template": template,
+                         **ev.metrics, "hr@10_ci95": [lo, hi], "training_samples": _samples(out, variant, stage)})
     for name, metrics in classic_baselines(ctx.split, ctx.wals, seed=profile.seed).items():
         rows.append({"model": name, "variant": "classic", "stage": None, "task": "no prompt", "template": None, **metrics})
     return rows

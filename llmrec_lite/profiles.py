@@ -80,12 +80,12 @@ class Profile:
     epochs: int = 1
     train_bf16: bool = True
     item_token_samples: tuple[int | None, int | None] = (800, 1600)
-    text_id_samples: tuple[int | None, int | None] = (400, 800)
+    text_id_samples: tuple[int | None, int | None] = (400, 400)
     sample_ratio: float = 0.2
     val_users: int = 200
     eval_users: int | None = None
     text_id_eval_users: int | None = 100
-    eval_every: int = 25
+    eval_every: int = 50
     checkpoint_every: int = 25
     explorer_items: int | None = 1500
     explorer_tokens: int = 2000

@@ -456,6 +456,7 @@ def train_stage(ctx: RunContext, settings: TrainSettings, out: str | Path, resum
 
 
 @torch.no_grad()
+@torch.no_grad()
 def validation_loss(model, batches, pad: int, with_response: bool, accelerator) -> float:
     model.eval()
     total, count = 0.0, 0
