@@ -22,7 +22,9 @@ def to_notebook(md: Path):
     nb = jupytext.read(md)
     nb.metadata.pop("jupytext", None)
     nb.metadata["colab"] = {"provenance": []}
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
+        # stable cell ids, so that regenerating an unchanged chapter changes nothing
+        cell.id = f"{md.stem[:2]}-{index:03d}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb
