@@ -74,3 +74,27 @@ def test_wals_lastfm_torch_close_to_implicit():
     _, implicit_out, _ = run_cli(*common, "--backend", "implicit")
     assert abs(torch_out["hr@10"] - implicit_out["hr@10"]) <= 0.15 * implicit_out["hr@10"]
     assert torch_out["hr@10_masked"] >= 0.07
+
+
+@needs_real_data
+@pytest.mark.data
+def test_run_smoke_pipeline_writes_results_and_reuses_them(tmp_path):
+    from llmrec_lite.pipeline import LLM_RUNS, evaluations_for
+
+    out = tmp_path / "run"
+    _, first, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+    saved = json.loads((out / "results.json").read_text())
+    expected_llm_rows = sum(len(evaluations_for(stage)) for _, stage, _ in LLM_RUNS)
+    assert first["rows"] == len(saved["rows"]) == expected_llm_rows + 3  # + popularity, WALS, BPR
+    assert {r["model"] for r in saved["rows"]} >= {label for _, _, label in LLM_RUNS}
+    for row in saved["rows"]:
+        assert 0.0 <= row["hr@5"] <= row["hr@10"] <= 1.0
+        if row["variant"] != "classic":
+            lo, hi = row["hr@10_ci95"]
+            assert lo <= row["hr@10"] <= hi
+    table = (out / "results.md").read_text()
+    assert table.count("\n| ") == len(saved["rows"]) + 1  # header + one line per row
+    # a second run finds every stage and evaluation finished and reports the same numbers
+    _, second, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+    again = json.loads((out / "results.json").read_text())
+    assert [r["hr@10"] for r in again["rows"]] == [r["hr@10"] for r in saved["rows"]]
