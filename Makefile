@@ -10,6 +10,11 @@ STAMP := $(VENV)/.installed-stamp
 # torch is installed first and pinned, so that no resolver swaps in another build
 # (on the project's CPU machines this is the CPU wheel already on disk).
 TORCH ?= torch==2.13.0
+# The chapters execute with their own folder as working directory, so a relative data
+# directory (LLMREC_DATA_DIR=../shared/data) is made absolute here.
+ifdef LLMREC_DATA_DIR
+export LLMREC_DATA_DIR := $(abspath $(LLMREC_DATA_DIR))
+endif
 
 .PHONY: setup book test notebooks clean
 
