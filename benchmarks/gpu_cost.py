@@ -43,7 +43,7 @@ from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import encode, render
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import TASKS, all_templates, get_template
-from llmrec_lite.train import RunContext, ensure_stage, ensure_wals, load_trained
+from llmrec_lite.train import RunContext, ensure_stage, ensure_wals, load_trained, read_log
 
 SHAPES = {
     "openllama-3b": B.OPENLLAMA_3B_CONFIG,
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             result = ensure_stage(ctx, settings, work / "run", show_progress=False)
-            log = [json.loads(line) for line in open(work / "run" / output / f"stage{stage}" / "log.jsonl")]
+            log = read_log(work / "run", output, stage)
             step_seconds = np.diff([r["seconds"] for r in log])[2:]  # the first steps pay one-off costs
             runs.append({
                 "output": output, "stage": stage, "steps": result["steps"],
