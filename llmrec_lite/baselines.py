@@ -34,13 +34,31 @@ def fit_bpr(split, factors: int = 64, iterations: int = 100, learning_rate: floa
     return torch.from_numpy(np.asarray(model.user_factors)), torch.from_numpy(np.asarray(model.item_factors))
 
 
-def classic_baselines(split, wals, users=None, stage: str = "test", bpr_factors: int = 64, seed: int = 0) -> dict:
-    """Popularity, WALS dot product and BPR-MF on the same users and rule."""
-    pop = torch.as_tensor(popularity_scores(split))
-    bpr_users, bpr_items = fit_bpr(split, factors=bpr_factors, seed=seed)
-    scorers = {
-        "popularity": lambda u: pop.expand(len(u), -1),
-        "WALS (dot product)": lambda u: wals.user_factors[torch.as_tensor(u)] @ wals.item_factors.T,
-        "BPR-MF (implicit)": lambda u: bpr_users[torch.as_tensor(u)] @ bpr_items.T,
-    }
-    return {name: evaluate_scorer(fn, split, users, stage)[0] for name, fn in scorers.items()}
+# short names (command line, ``recommend``) -> row labels of the results table
+CLASSIC = {"popularity": "popularity", "wals": "WALS (dot product)", "bpr": "BPR-MF (implicit)"}
+
+
+def classic_scorers(split, wals, bpr_factors: int = 64, seed: int = 0, names=tuple(CLASSIC)) -> dict:
+    """``{short name: score_fn}``; ``score_fn(users)`` gives ``(len(users), items)`` scores.
+
+    Only the baselines in ``names`` are built (BPR trains on first use of this function).
+    """
+    unknown = set(names) - set(CLASSIC)
+    if unknown:
+        raise ValueError(f"Unknown baseline {sorted(unknown)[0]!r}; choose one of {', '.join(CLASSIC)}.")
+    scorers = {}
+    if "popularity" in names:
+        pop = torch.as_tensor(popularity_scores(split))
+        scorers["popularity"] = lambda u: pop.expand(len(u), -1)
+    if "wals" in names:
+        scorers["wals"] = lambda u: wals.user_factors[torch.as_tensor(u)] @ wals.item_factors.T
+    if "bpr" in names:
+        bpr_users, bpr_items = fit_bpr(split, factors=bpr_factors, seed=seed)
+        scorers["bpr"] = lambda u: bpr_users[torch.as_tensor(u)] @ bpr_items.T
+    return scorers
+
+
+def classic_baselines(split, wals, users=None, targets: str = "test", bpr_factors: int = 64, seed: int = 0) -> dict:
+    """Popularity, WALS dot product and BPR-MF on the same users and rule, keyed by row label."""
+    return {CLASSIC[name]: evaluate_scorer(fn, split, users, targets)[0]
+            for name, fn in classic_scorers(split, wals, bpr_factors, seed).items()}

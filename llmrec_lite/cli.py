@@ -1,34 +1,116 @@
 """Command line: ``python -m llmrec_lite COMMAND ...``.
 
 Every command prints human-readable progress on stderr and, as the last line of
-stdout, one JSON object that scripts and benchmarks read.
+stdout, one JSON object that scripts and benchmarks read (``{"error": ...}`` with exit
+status 2 when something is wrong).
+
+Defaults are not written here: each option's default comes from the settings class that
+uses it (which takes it from :class:`~llmrec_lite.profiles.Profile`), and options left out
+take the chosen profile's value.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 from llmrec_lite import registry
 from llmrec_lite.data import DataFormatError, INDEXINGS, load_dataset
+from llmrec_lite.profiles import PROFILES, Profile
 from llmrec_lite.split import LeaveOneOutSplit
+from llmrec_lite.variants import OUTPUTS, TARGETS, Variant
+
+
+class CommandLineError(ValueError):
+    """Arguments that parse but do not make sense together."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error also ends with the JSON error line every command promises."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(json.dumps({"error": message}))
+        raise SystemExit(2)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- shared arguments
+
+
+def _add_source_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--dataset", help=f"registered dataset: {', '.join(registry.DATASETS)}")
+    source.add_argument("--path", help="your own data file in the S3Rec format (user item item ...)")
+    parser.add_argument("--data-dir", default=None, help=f"data cache (default: ${registry.DATA_DIR_ENV})")
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help=f"registered dataset: {', '.join(registry.DATASETS)}")
-    source.add_argument("--path", help="a data file in the S3Rec format (user item item ...)")
-    parser.add_argument("--indexing", default="sequential", choices=INDEXINGS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help=f"data cache (default: ${registry.DATA_DIR_ENV})")
+    _add_source_args(parser)
+    parser.add_argument("--indexing", default=Profile.indexing, choices=INDEXINGS)
+    parser.add_argument("--seed", type=int, default=Profile.seed)
+
+
+def _add_targets_arg(parser: argparse.ArgumentParser, help_: str = "which targets: test (last item) or valid") -> None:
+    parser.add_argument("--targets", default=None, choices=TARGETS, help=help_ + " (default: test)")
+
+
+def _targets(args) -> str:
+    """``--targets``, or the deprecated ``--stage test|valid`` that meant the same."""
+    stage = getattr(args, "stage", None)
+    if isinstance(stage, str) and stage in TARGETS:
+        _warn("--stage test|valid is deprecated: it is called --targets now (--stage means the training stage).")
+        if args.targets is not None and args.targets != stage:
+            raise CommandLineError(f"--stage {stage} and --targets {args.targets} disagree; use --targets only.")
+        return stage
+    return args.targets or "test"
+
+
+def _training_stage(args, default: int = 2) -> int:
+    """``--stage 1|2`` (or the deprecated ``--model-stage``)."""
+    model_stage = getattr(args, "model_stage", None)
+    stage = getattr(args, "stage", None)
+    if model_stage is not None:
+        _warn("--model-stage is deprecated: use --stage 1|2.")
+        return model_stage
+    if stage is None or stage in TARGETS:
+        return default
+    return int(stage)
 
 
 def _load(args):
     data = load_dataset(name=args.dataset, path=args.path, indexing=args.indexing, seed=args.seed, data_dir=args.data_dir)
     return data, LeaveOneOutSplit.from_data(data)
+
+
+def _profile(name: str):
+    from llmrec_lite.profiles import get_profile
+
+    return get_profile(name)
+
+
+def _variant(args) -> Variant:
+    return Variant(args.output, not args.text_only)
+
+
+def _user_index(data, user_id) -> int:
+    """The index of a user named as in the data file."""
+    matches = [i for i, raw in enumerate(data.raw_user_ids.tolist()) if str(raw) == str(user_id)]
+    if not matches:
+        raise ValueError(f"Unknown user {user_id!r}: {data.name} has {data.num_users} users "
+                         f"(ids as in its file, e.g. {data.raw_user_ids[0]} to {data.raw_user_ids[-1]}).")
+    return matches[0]
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def cmd_data(args) -> dict:
@@ -42,23 +124,17 @@ def cmd_wals(args) -> dict:
     from llmrec_lite.metrics import evaluate_dot_product
     from llmrec_lite.wals import WALS, WALSConfig
 
+    targets = _targets(args)
     torch.manual_seed(args.seed)
     data, split = _load(args)
-    config = WALSConfig(
-        num_factors=args.factors,
-        regularization=args.regularization,
-        alpha=args.alpha,
-        iterations=args.iterations,
-        backend=args.backend,
-        solver=args.solver,
-        cg_steps=args.cg_steps,
-        seed=args.seed,
-        device=args.device,
-    )
+    given = {"num_factors": args.factors, "regularization": args.regularization, "alpha": args.alpha,
+             "iterations": args.iterations, "backend": args.backend, "solver": args.solver, "cg_steps": args.cg_steps,
+             "device": args.device, "seed": args.seed}
+    config = WALSConfig.from_profile(_profile(args.profile), **{k: v for k, v in given.items() if v is not None})
     start = time.perf_counter()
     model = WALS(config).fit(split.train_matrix())
     seconds = time.perf_counter() - start
-    metrics = evaluate_dot_product(model.user_factors, model.item_factors, split, stage=args.stage)
+    metrics = evaluate_dot_product(model.user_factors, model.item_factors, split, targets=targets)
     out = {
         "dataset": data.name,
         "backend": config.backend,
@@ -69,7 +145,8 @@ def cmd_wals(args) -> dict:
         "seconds": seconds,
         "seconds_per_iteration": model.seconds_per_iteration,
         "final_loss": model.final_loss,
-        "stage": args.stage,
+        "targets": targets,
+        "stage": targets,  # the earlier name of "targets", kept for scripts that read it
         **metrics,
     }
     if args.out:
@@ -81,88 +158,111 @@ def cmd_wals(args) -> dict:
 
 
 def cmd_prompt(args) -> dict:
-    from llmrec_lite.backbone import load_tokenizer
-    from llmrec_lite.prompts import encode, render
+    from llmrec_lite.backbone import BackboneSettings, load_tokenizer
+    from llmrec_lite.prompts import PromptEncoder
     from llmrec_lite.templates import get_template
 
+    targets = _targets(args)
     data, split = _load(args)
     user = args.user - 1  # ids as the prompts show them start at 1
     if not 0 <= user < data.num_users:
         raise ValueError(f"Unknown user {args.user}: {data.name} has users 1-{data.num_users}.")
     template = get_template(args.task, args.template)
     tokenizer = load_tokenizer(args.backbone)
-    history, target = split.history(user, args.stage), int(split.targets(args.stage)[user])
-    rendered = render(template, data, user, history, target, with_embeddings=not args.text_only,
-                      max_history=args.max_history)
-    encoded = encode(rendered, tokenizer, add_bos=args.backbone == "gpu")
-    as_text = encode(render(template, data, user, history, target, with_embeddings=False,
-                            max_history=args.max_history), tokenizer, add_bos=args.backbone == "gpu")
+    add_bos = BackboneSettings(kind=args.backbone).add_bos
+    encoder = PromptEncoder(split, tokenizer, add_bos, args.max_history, with_embeddings=not args.text_only)
+    as_text = PromptEncoder(split, tokenizer, add_bos, args.max_history, with_embeddings=False)
+    history, target = split.history(user, targets), int(split.target_items(targets)[user])
+    rendered = encoder.render(template, user, history, target)
+    encoded = encoder.encode_rendered(rendered)
+    plain = as_text.encode(template, user, history, target)
     print(rendered.as_text())
     return {
         "template": rendered.template,
         "task": args.task,
         "user": args.user,
         "target": data.item_text(target),
+        "targets": targets,
         "text_tokens": encoded.num_text_tokens,
         "slots": len(encoded.slot_positions),
         "user_slots": encoded.slot_kinds.count("user"),
         "item_slots": encoded.slot_kinds.count("item"),
         "response_tokens": encoded.num_response_tokens,
         "prompt_positions": encoded.response_start,
-        "prompt_positions_ids_as_text": as_text.response_start,
+        "prompt_positions_ids_as_text": plain.response_start,
         "backbone": args.backbone,
     }
 
 
 def cmd_train(args) -> dict:
-    from llmrec_lite.profiles import get_profile
-    from llmrec_lite.train import prepare_run, train_stage
+    from llmrec_lite.runs import Run
 
-    profile = get_profile(args.profile)
-    overrides = {}
-    if args.samples is not None:
-        overrides["samples_per_task"] = args.samples
-    settings = profile.train_settings(args.stage, args.output, use_embeddings=not args.text_only, **overrides)
-    ctx = prepare_run(profile, args.dataset, args.out, data_dir=args.data_dir)
-    return train_stage(ctx, settings, args.out, resume=args.resume, stop_after_steps=args.stop_after_steps)
+    profile = _profile(args.profile)
+    overrides = {} if args.samples is None else {"samples_per_task": args.samples}
+    run = Run.open(profile, args.dataset, args.out, data_dir=args.data_dir, path=args.path)
+    settings = run.settings(_variant(args), args.stage, **overrides)
+    return run.train(settings, resume=args.resume, overwrite=args.overwrite, stop_after_steps=args.stop_after_steps)
 
 
 def cmd_evaluate(args) -> dict:
     from llmrec_lite.evaluate import evaluate_model, evaluation_users
-    from llmrec_lite.profiles import get_profile
-    from llmrec_lite.train import load_trained, prepare_run, stage_dir
+    from llmrec_lite.fileio import atomic_path
+    from llmrec_lite.runs import open_saved
 
-    variant = args.output + ("-text" if args.text_only else "")
-    config_path = stage_dir(args.run, variant, args.model_stage) / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: train {variant} stage {args.model_stage} into {args.run} first.")
-    saved = json.loads(config_path.read_text())
-    profile = get_profile(saved["profile"])
-    ctx = prepare_run(profile, saved["dataset"], args.run, data_dir=args.data_dir)
-    model, _ = load_trained(ctx, args.run, variant, args.model_stage)
-    users = evaluation_users(ctx.split, args.users, seed=profile.seed)
-    ev = evaluate_model(model, ctx.split, task=args.task, template=args.template, stage=args.stage, users=users,
-                        mask_history=args.mask_history, max_history=profile.max_history)
+    targets, stage, variant = _targets(args), _training_stage(args), _variant(args)
+    run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage)
+    trained = run.load(variant, stage)
+    users = evaluation_users(run.split, args.users, seed=run.profile.seed)
+    ev = evaluate_model(trained, task=args.task, template=args.template, targets=targets, users=users,
+                        mask_history=args.mask_history)
     if args.dump_rankings:
-        from llmrec_lite.fileio import atomic_path
-
         with atomic_path(args.dump_rankings) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in ev.rankings(ctx.data)))
-    return {**ev.metrics, "variant": variant, "model_stage": args.model_stage, "dataset": ctx.data.name}
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in ev.rankings(run.data)))
+    return {**ev.metrics, "variant": variant.name, "stage": stage, "model_stage": stage, "dataset": run.data.name,
+            "max_history": trained.encoder.max_history}
 
 
 def cmd_run(args) -> dict:
     from llmrec_lite.pipeline import run_pipeline
-    from llmrec_lite.profiles import get_profile
 
-    result = run_pipeline(get_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir)
+    result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path)
     return {"results": str(Path(args.out) / "results.json"), "table": str(Path(args.out) / "results.md"),
             "rows": len(result["rows"])}
 
 
+def cmd_recommend(args) -> dict:
+    from llmrec_lite.recommend import ClassicRecommender, recommend
+    from llmrec_lite.runs import open_saved
+
+    targets, stage = _targets(args), _training_stage(args)
+    fusion = args.model in OUTPUTS
+    variant = Variant(args.model, not args.text_only) if fusion else None
+    run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage if fusion else None)
+    user = _user_index(run.data, args.user)
+    model = run.load(variant, stage) if fusion else ClassicRecommender(run, args.model)
+    exclude_seen = not args.include_seen
+    kwargs = {"targets": targets, "task": args.task, "template": args.template} if fusion else {"targets": targets}
+    items = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, **kwargs)[0]
+    indices = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, as_indices=True, **kwargs)[0] \
+        if not fusion or args.model == "item-token" else None
+    out = {"user": args.user, "items": items, "k": args.k, "model": args.model, "exclude_seen": exclude_seen,
+           "targets": targets, "dataset": run.data.name}
+    if indices is not None:
+        out["item_ids_in_prompts"] = [run.data.item_id(i) for i in indices]
+    if fusion:
+        out.update({"variant": variant.name, "stage": stage})
+    return out
+
+
+# --------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from llmrec_lite.wals import BACKENDS, SOLVERS, WALSConfig
+
+    parser = _Parser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    profiles = ", ".join(PROFILES)
 
     p = sub.add_parser("data", help="load a dataset, split it and print its statistics")
     _add_data_args(p)
@@ -170,15 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("wals", help="fit WALS on the training interactions and evaluate the embeddings")
     _add_data_args(p)
-    p.add_argument("--factors", type=int, default=64)
-    p.add_argument("--iterations", type=int, default=15)
-    p.add_argument("--regularization", type=float, default=0.05)
-    p.add_argument("--alpha", type=float, default=10.0)
-    p.add_argument("--backend", default="torch", choices=["torch", "implicit"])
-    p.add_argument("--solver", default="cg", choices=["cg", "batched", "reference"])
-    p.add_argument("--cg-steps", type=int, default=3)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which targets to evaluate")
+    p.add_argument("--profile", default="cpu", help=f"whose WALS settings fill the options left out ({profiles})")
+    p.add_argument("--factors", type=int, default=None, help="embedding dimension (default: the profile's)")
+    p.add_argument("--iterations", type=int, default=None, help="alternating sweeps (default: the profile's)")
+    p.add_argument("--regularization", type=float, default=None, help="L2 weight (default: the profile's)")
+    p.add_argument("--alpha", type=float, default=None, help="confidence slope (default: the profile's)")
+    p.add_argument("--backend", default=WALSConfig.backend, choices=BACKENDS)
+    p.add_argument("--solver", default=WALSConfig.solver, choices=SOLVERS)
+    p.add_argument("--cg-steps", type=int, default=None, help="CG steps per half-step (default: the profile's)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the profile's)")
+    _add_targets_arg(p, "which targets to evaluate")
+    p.add_argument("--stage", default=None, choices=TARGETS, help=argparse.SUPPRESS)  # deprecated: --targets
     p.add_argument("--out", default=None, help="folder to save factors.safetensors and wals.json")
     p.set_defaults(func=cmd_wals)
 
@@ -187,57 +289,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
     p.add_argument("--template", default="0", help="0-9 (training templates) or 'unseen'")
     p.add_argument("--user", type=int, required=True, help="user id as in the prompts (1-based)")
-    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which history and target")
-    p.add_argument("--max-history", type=int, default=10)
+    _add_targets_arg(p, "whose history and target")
+    p.add_argument("--stage", default=None, choices=TARGETS, help=argparse.SUPPRESS)  # deprecated: --targets
+    p.add_argument("--max-history", type=int, default=Profile.max_history)
     p.add_argument("--text-only", action="store_true", help="ids written as text (the baseline's prompt)")
-    p.add_argument("--backbone", default="cpu", choices=["cpu", "gpu", "tiny"], help="whose tokenizer counts tokens")
+    p.add_argument("--backbone", default=Profile.backbone, choices=["cpu", "gpu", "tiny"],
+                   help="whose tokenizer counts tokens")
     p.set_defaults(func=cmd_prompt)
 
     p = sub.add_parser("train", help="train one stage (1: projectors, 2: projectors + LoRA)")
-    p.add_argument("--dataset", required=True, help=f"registered dataset: {', '.join(registry.DATASETS)}")
-    p.add_argument("--profile", default="cpu", help="cpu, gpu or smoke (llmrec_lite.profiles)")
+    _add_source_args(p)
+    p.add_argument("--profile", default="cpu", help=f"{profiles} (llmrec_lite.profiles)")
     p.add_argument("--stage", type=int, choices=[1, 2], required=True)
     p.add_argument("--out", required=True, help="run directory (shared by both stages and both output sides)")
-    p.add_argument("--output", default="item-token", choices=["item-token", "text-id"], help="how the model names the item")
+    p.add_argument("--output", default=Variant.output, choices=OUTPUTS, help="how the model names the item")
     p.add_argument("--text-only", action="store_true", help="the baseline: ids as text, no CF embeddings")
     p.add_argument("--samples", type=int, default=None, help="training prompts per task (overrides the profile)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in --out (a finished stage is reused)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or interrupted stage in --out")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="rank the catalogue with a trained model (leave-one-out)")
     p.add_argument("--run", required=True, help="run directory given to train --out")
-    p.add_argument("--output", default="item-token", choices=["item-token", "text-id"])
+    _add_source_args(p, required=False)
+    p.add_argument("--output", default=Variant.output, choices=OUTPUTS)
     p.add_argument("--text-only", action="store_true", help="evaluate the baseline without CF embeddings")
-    p.add_argument("--model-stage", type=int, default=2, choices=[1, 2], help="which training stage's model")
+    p.add_argument("--stage", default=None, choices=["1", "2", *TARGETS],
+                   help="training stage of the model: 1 or 2 (default 2)")
+    p.add_argument("--model-stage", type=int, default=None, choices=[1, 2], help=argparse.SUPPRESS)  # deprecated
     p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
     p.add_argument("--template", default="seen", help="seen (training template 0), unseen, or 0-9")
-    p.add_argument("--stage", default="test", choices=["test", "valid"], help="which targets")
+    _add_targets_arg(p)
     p.add_argument("--users", type=int, default=None, help="evaluate a seeded subset of users (default: all)")
     p.add_argument("--mask-history", action="store_true", help="exclude each user's history items")
     p.add_argument("--dump-rankings", default=None, help="JSON-lines file: top-10 item ids and the gold id per user")
-    p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="the whole pipeline: WALS, both stages, baselines, evaluation, results")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--profile", default="cpu")
+    _add_source_args(p)
+    p.add_argument("--profile", default="cpu", help=profiles)
     p.add_argument("--out", required=True)
-    p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("recommend", help="the top-k items for one user, from a trained run")
+    p.add_argument("--run", required=True, help="run directory given to train --out or run --out")
+    _add_source_args(p, required=False)
+    p.add_argument("--user", required=True, help="user id as in the data file")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--model", default=Variant.output, choices=[*OUTPUTS, "popularity", "wals", "bpr"],
+                   help="a fusion model's output side, or a classic baseline")
+    p.add_argument("--text-only", action="store_true", help="the fusion baseline without CF embeddings")
+    p.add_argument("--stage", type=int, default=2, choices=[1, 2], help="training stage of a fusion model")
+    p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
+    p.add_argument("--template", default="seen")
+    _add_targets_arg(p, "which history: before the test target (all but the last item) or the valid one")
+    p.add_argument("--include-seen", action="store_true", help="keep the user's history items in the ranking")
+    p.set_defaults(func=cmd_recommend)
     return parser
+
+
+def _json_safe(value):
+    """``NaN`` and infinities become ``null``: the JSON line stays valid JSON for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from llmrec_lite.backbone import BackboneUnavailableError  # noqa: F401  (a RuntimeError)
+
     try:
         result = args.func(args)
-    except (KeyError, DataFormatError, FileNotFoundError, registry.ChecksumError, RuntimeError, ValueError,
-            OSError) as err:
+    except (KeyError, DataFormatError, FileNotFoundError, FileExistsError, registry.ChecksumError, RuntimeError,
+            ValueError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
         print(json.dumps({"error": message}))
         return 2
-    print(json.dumps(result))
+    print(json.dumps(_json_safe(result), allow_nan=False))
     return 0

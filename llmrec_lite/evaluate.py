@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
-from llmrec_lite.prompts import collate, encode, render
 from llmrec_lite.templates import get_template
+from llmrec_lite.variants import check_targets
 
 
 @dataclass
@@ -45,21 +45,6 @@ class Evaluation:
                 for u, g, row in zip(self.users.tolist(), self.gold.tolist(), self.top_items.tolist())]
 
 
-def prompt_batches(model, split, template, users, stage: str = "test", batch_size: int = 32, max_history: int = 10,
-                   desc: str = "evaluate", show_progress: bool = True):
-    """Yields ``(user chunk, batch)``: the users' evaluation prompts, without responses.
-
-    Prompts carry slots or ids as text, as the model was trained (``model.use_embeddings``).
-    """
-    tok = model.backbone.tokenizer
-    device = model.user_factors.device
-    for b in tqdm(range(0, len(users), batch_size), desc=f"{desc} {template.name}", disable=not show_progress):
-        chunk = users[b : b + batch_size]
-        encoded = [encode(render(template, split.data, int(u), split.history(int(u), stage), None, model.use_embeddings,
-                                 max_history), tok, add_bos=model.backbone.add_bos) for u in chunk]
-        yield chunk, collate(encoded, tok.pad_token_id, with_response=False).to(device)
-
-
 def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
     """All users, or a seeded subset (sorted) of ``num_users``."""
     if num_users is None or num_users >= split.num_users:
@@ -67,34 +52,47 @@ def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(split.num_users, size=num_users, replace=False))
 
 
+def _unpack(trained, encoder):
+    """``(model, encoder)`` from a :class:`~llmrec_lite.runs.Trained` or a model and its encoder."""
+    if encoder is None:
+        if not hasattr(trained, "encoder"):
+            raise TypeError("Pass a trained model from Run.load (it carries its prompt encoder), or model and encoder.")
+        return trained.model, trained.encoder
+    return trained, encoder
+
+
 @torch.no_grad()
-def evaluate_item_token(model, split, task: str = "sequential", template: str | int = "seen", stage: str = "test",
-                        users=None, batch_size: int = 32, ks=DEFAULT_KS, max_history: int = 10, top: int = 10,
+def evaluate_item_token(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
+                        targets: str = "test", users=None, batch_size: int = 32, ks=DEFAULT_KS, top: int = 10,
                         mask_history: bool = False, bf16: bool = False, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
 
     Args:
-        model: A :class:`~llmrec_lite.fusion.FusionModel` with ``output="item-token"``.
-        split: The leave-one-out split.
+        trained: A :class:`~llmrec_lite.runs.Trained` model (or a
+            :class:`~llmrec_lite.fusion.FusionModel` with ``output="item-token"``, and ``encoder``).
+        encoder: The :class:`~llmrec_lite.prompts.PromptEncoder` the model was trained with
+            (taken from ``trained`` when omitted).
         task, template: Which prompt (``"seen"`` is training template 0, ``"unseen"`` the held-out one).
-        stage: ``"test"`` or ``"valid"`` targets (model selection uses ``"valid"``).
+        targets: ``"test"`` or ``"valid"`` targets (model selection uses ``"valid"``).
         users: User indices (default: all).
         mask_history: Rank with each user's history removed. The plain metric keys and the
             top lists follow this rule; the other rule's HR/NDCG are added with a suffix
             (``_masked`` or ``_unmasked``).
     """
+    model, encoder = _unpack(trained, encoder)
+    split = encoder.split
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
-    targets = split.targets(stage)
+    gold_items = split.target_items(check_targets(targets))
     device = model.user_factors.device
     ranks, masked, tops = [], [], []
     start = time.perf_counter()
     model.eval()
-    for chunk, batch in prompt_batches(model, split, tmpl, users, stage, batch_size, max_history, "evaluate", show_progress):
+    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, device, "evaluate", show_progress):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             scores = model.score_items(batch).float().cpu()
-        gold = targets[chunk]
-        histories = [split.history(int(u), stage) for u in chunk]
+        gold = gold_items[chunk]
+        histories = [split.history(int(u), targets) for u in chunk]
         ranks.append(target_ranks(scores, gold))
         masked.append(target_ranks(scores, gold, exclude=histories))
         tops.append(top_k(scores, top, exclude=histories if mask_history else None))
@@ -103,14 +101,14 @@ def evaluate_item_token(model, split, task: str = "sequential", template: str | 
     metrics = metrics_from_ranks(plain, ks)
     metrics.update(metrics_from_ranks(other, ks, "_unmasked" if mask_history else "_masked"))
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
-                    "task": task, "template": tmpl.name, "stage": stage, "masked": mask_history})
-    return Evaluation(metrics, np.concatenate(tops), targets[users], users, plain)
+                    "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history})
+    return Evaluation(metrics, np.concatenate(tops), gold_items[users], users, plain)
 
 
 @torch.no_grad()
-def evaluate_text_id(model, split, task: str = "sequential", template: str | int = "seen", stage: str = "test",
-                     users=None, batch_size: int = 16, num_beams: int = 10, mask_history: bool = False,
-                     ks=DEFAULT_KS, max_history: int = 10, trie=None, show_progress: bool = True) -> Evaluation:
+def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
+                     targets: str = "test", users=None, batch_size: int = 16, num_beams: int = 10,
+                     mask_history: bool = False, ks=DEFAULT_KS, trie=None, show_progress: bool = True) -> Evaluation:
     """Top-``num_beams`` lists by trie-constrained beam search for a text-id model.
 
     The beams are the ranking: an item outside them counts as a miss at every K up to
@@ -119,30 +117,38 @@ def evaluate_text_id(model, split, task: str = "sequential", template: str | int
     """
     from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
+    model, encoder = _unpack(trained, encoder)
+    split = encoder.split
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
-    targets = split.targets(stage)
+    gold_items = split.target_items(check_targets(targets))
     trie = trie or ItemTrie.from_catalogue(split.data, model.backbone.tokenizer)
     tops = []
     start = time.perf_counter()
     model.eval()
-    for chunk, batch in prompt_batches(model, split, tmpl, users, stage, batch_size, max_history, "beam search",
-                                       show_progress):
-        exclude = [split.history(int(u), stage) for u in chunk] if mask_history else None
+    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, model.user_factors.device, "beam search",
+                                        show_progress):
+        exclude = [split.history(int(u), targets) for u in chunk] if mask_history else None
         items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams, exclude=exclude)
         tops.append(items.cpu().numpy())
     seconds = time.perf_counter() - start
     top_items = np.concatenate(tops)
-    ranks = ranks_from_lists(top_items, targets[users])
+    ranks = ranks_from_lists(top_items, gold_items[users])
     metrics = metrics_from_ranks(ranks, ks)
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
-                    "task": task, "template": tmpl.name, "stage": stage, "masked": mask_history, "num_beams": num_beams})
-    return Evaluation(metrics, top_items, targets[users], users, ranks)
+                    "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history,
+                    "num_beams": num_beams})
+    return Evaluation(metrics, top_items, gold_items[users], users, ranks)
 
 
-def evaluate_model(model, split, **kwargs) -> Evaluation:
-    """Dispatches on the model's output side (item-token: full scores; text-id: beam search)."""
+def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
+    """Dispatches on the model's output side (item-token: full scores; text-id: beam search).
+
+    ``trained`` is a :class:`~llmrec_lite.runs.Trained` (from :meth:`Run.load`), so the
+    prompts are encoded as in its training; or pass a model and its encoder.
+    """
+    model, encoder = _unpack(trained, encoder)
     if model.output == "item-token":
         kwargs.pop("num_beams", None)
-        return evaluate_item_token(model, split, **kwargs)
-    return evaluate_text_id(model, split, **kwargs)
+        return evaluate_item_token(model, encoder, **kwargs)
+    return evaluate_text_id(model, encoder, **kwargs)

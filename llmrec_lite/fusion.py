@@ -28,8 +28,7 @@ from torch import nn
 from llmrec_lite.backbone import Backbone
 from llmrec_lite.projectors import ProjectorConfig, Projectors
 from llmrec_lite.prompts import Batch
-
-OUTPUTS = ("text-id", "item-token")
+from llmrec_lite.variants import OUTPUTS, Variant, check_stage
 
 
 class FusionModel(nn.Module):
@@ -106,6 +105,35 @@ class FusionModel(nn.Module):
     @property
     def num_items(self) -> int:
         return int(self.item_factors.shape[0])
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.output, self.use_embeddings)
+
+    def reset_lora(self, seed: int) -> None:
+        """Re-initialises every LoRA adapter (B = 0, so the backbone is unchanged).
+
+        Several models in one process share the backbone object, so each run starts by
+        putting the adapters back to their initial state instead of inheriting another run's.
+        """
+        torch.manual_seed(seed)
+        for module in self.model.modules():
+            if hasattr(module, "reset_lora_parameters") and hasattr(module, "lora_A"):
+                for name in list(module.lora_A.keys()):
+                    module.reset_lora_parameters(name, True)
+
+    def set_stage(self, stage: int) -> None:
+        """Marks what trains. Stage 1: projectors (and the item-token extras) only. Stage 2: those plus LoRA."""
+        check_stage(stage)
+        for name, p in self.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(stage == 2)
+            elif name.startswith("projectors.") or name.startswith("free_item_embeddings."):
+                p.requires_grad_(True)
+            elif name == "item_logit_log_scale":
+                p.requires_grad_(self.output == "item-token")
+            else:
+                p.requires_grad_(False)
 
     def trainable_parameters(self) -> dict:
         """Trainable parameter counts by part (projectors, LoRA, free item embeddings)."""

@@ -112,7 +112,7 @@ def evaluate_scores(
     return out
 
 
-def evaluate_scorer(score_fn, split, users=None, stage: str = "test", ks: Sequence[int] = DEFAULT_KS,
+def evaluate_scorer(score_fn, split, users=None, targets: str = "test", ks: Sequence[int] = DEFAULT_KS,
                     batch_size: int = 2048, top: int = 10) -> tuple[dict, np.ndarray]:
     """HR/NDCG, unmasked and with history masked, of ``score_fn(users) -> (len(users), items)``.
 
@@ -120,14 +120,14 @@ def evaluate_scorer(score_fn, split, users=None, stage: str = "test", ks: Sequen
     top-``top`` lists (unmasked).
     """
     users = np.arange(split.num_users) if users is None else np.asarray(users)
-    targets = split.targets(stage)
+    items = split.target_items(targets)
     ranks, masked, tops = [], [], []
     for b in range(0, len(users), batch_size):
         chunk = users[b : b + batch_size]
         scores = torch.as_tensor(score_fn(chunk), dtype=torch.float32)
-        gold = targets[chunk]
+        gold = items[chunk]
         ranks.append(target_ranks(scores, gold))
-        masked.append(target_ranks(scores, gold, exclude=[split.history(int(u), stage) for u in chunk]))
+        masked.append(target_ranks(scores, gold, exclude=[split.history(int(u), targets) for u in chunk]))
         tops.append(top_k(scores, top))
     out = metrics_from_ranks(np.concatenate(ranks), ks)
     out.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
@@ -135,9 +135,9 @@ def evaluate_scorer(score_fn, split, users=None, stage: str = "test", ks: Sequen
     return out, np.concatenate(tops)
 
 
-def evaluate_dot_product(user_factors, item_factors, split, stage: str = "test", ks: Sequence[int] = DEFAULT_KS,
+def evaluate_dot_product(user_factors, item_factors, split, targets: str = "test", ks: Sequence[int] = DEFAULT_KS,
                          batch_size: int = 2048) -> dict:
     """Ranks all items by ``x_uᵀ y_i`` for every user; HR/NDCG unmasked and masked."""
     users_t, items_t = torch.as_tensor(user_factors), torch.as_tensor(item_factors)
-    return evaluate_scorer(lambda u: users_t[torch.as_tensor(u)] @ items_t.T, split, stage=stage, ks=ks,
+    return evaluate_scorer(lambda u: users_t[torch.as_tensor(u)] @ items_t.T, split, targets=targets, ks=ks,
                            batch_size=batch_size)[0]

@@ -5,20 +5,27 @@ the text-only baselines, the classic baselines and the evaluation, written to
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from llmrec_lite.fileio import write_json
 from llmrec_lite.templates import TASKS
+from llmrec_lite.variants import Variant
+
+ITEM_TOKEN, ITEM_TOKEN_TEXT = Variant("item-token", True), Variant("item-token", False)
+TEXT_ID, TEXT_ID_TEXT = Variant("text-id", True), Variant("text-id", False)
 
 # (variant, stage, label): the LLM rows of the results table
 LLM_RUNS = (
-    ("item-token", 1, "item token, CF embeddings, stage 1"),
-    ("item-token", 2, "item token, CF embeddings, stage 2"),
-    ("item-token-text", 2, "item token, ids as text (no CF)"),
-    ("text-id", 1, "text id, CF embeddings, stage 1"),
-    ("text-id", 2, "text id, CF embeddings, stage 2"),
-    ("text-id-text", 2, "text id, ids as text (no CF; OpenP5's Llama-S analogue)"),
+    (ITEM_TOKEN, 1, "item token, CF embeddings, stage 1"),
+    (ITEM_TOKEN, 2, "item token, CF embeddings, stage 2"),
+    (ITEM_TOKEN_TEXT, 2, "item token, ids as text (no CF)"),
+    (TEXT_ID, 1, "text id, CF embeddings, stage 1"),
+    (TEXT_ID, 2, "text id, CF embeddings, stage 2"),
+    (TEXT_ID_TEXT, 2, "text id, ids as text (no CF; OpenP5's Llama-S analogue)"),
 )
 
 
@@ -30,90 +37,79 @@ def evaluations_for(stage: int) -> tuple[tuple[str, str], ...]:
     return tuple((task, template) for task in TASKS for template in ("seen", "unseen"))
 
 
-def settings_for(profile, variant: str, stage: int):
-    """Training settings of a variant; text-only baselines get the same total budget."""
-    output = variant.replace("-text", "")
-    text_only = variant.endswith("-text")
-    settings = profile.train_settings(stage, output, use_embeddings=not text_only)
-    if text_only and output == "text-id":
-        # nothing trains in stage 1 without projectors: stage 2 gets both stages' samples
-        budget = profile.text_id_samples
-        if budget[0] is not None and budget[1] is not None:
-            settings.samples_per_task = budget[0] + budget[1]
-    return settings
+def stages_to_train(variant: Variant, stage: int) -> tuple[int, ...]:
+    """The stages a row's model needs: stage 2 builds on stage 1, except for the text-only
+    text-id baseline, which has nothing to train in stage 1."""
+    if stage == 2 and variant != TEXT_ID_TEXT:
+        return (1, 2)
+    return (stage,)
 
 
-def train_all(ctx, out: str | Path, show_progress: bool = True) -> dict:
+def train_all(run, show_progress: bool = True) -> dict:
     """Trains every LLM variant needed by the results table (reusing finished stages)."""
-    from llmrec_lite.train import ensure_stage
-
     results = {}
     for variant, stage, _ in LLM_RUNS:
-        if stage == 2 and not variant == "text-id-text":
-            results[(variant, 1)] = ensure_stage(ctx, settings_for(ctx.profile, variant, 1), out, show_progress)
-        results[(variant, stage)] = ensure_stage(ctx, settings_for(ctx.profile, variant, stage), out, show_progress)
+        for s in stages_to_train(variant, stage):
+            if (variant, s) not in results:
+                results[(variant, s)] = run.ensure(run.settings(variant, s), show_progress)
     return results
 
 
-def evaluate_cached(ctx, out: str | Path, variant: str, stage: int, task: str, template: str,
-                    mask_history: bool = False, show_progress: bool = True):
+def evaluation_size(profile, variant: Variant) -> int | None:
+    """Test users a variant is evaluated on under a profile (``None``: all)."""
+    return profile.eval_users if variant.output == "item-token" else profile.text_id_eval_users
+
+
+def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
+                    show_progress: bool = True):
     """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
 
-    The cache key includes the trained model's fingerprint (its result.json), so a retrained
-    model is never served an old evaluation.
+    The model is prompted as it was trained (its recorded prompt settings). The cache key
+    includes the trained model's fingerprint (its result.json), so a retrained model is
+    never served an old evaluation.
     """
-    import hashlib
-
-    import numpy as np
-
     from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
-    from llmrec_lite.train import load_trained, stage_dir
 
-    profile = ctx.profile
-    output = variant.replace("-text", "")
-    n_users = profile.eval_users if output == "item-token" else profile.text_id_eval_users
-    trained = (stage_dir(out, variant, stage) / "final" / "result.json").read_bytes()
+    variant = Variant.parse(variant)
+    n_users = evaluation_size(run.profile, variant)
+    trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
     key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}".encode()).hexdigest()[:16]
-    cache = Path(out) / "eval" / f"{variant}-stage{stage}-{task}-{template}-{'masked' if mask_history else 'plain'}-{key}.json"
+    cache = run.out / "eval" / f"{variant}-stage{stage}-{task}-{template}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
         saved = json.loads(cache.read_text())
         return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
                           np.array(saved["users"]), np.array(saved["ranks"]))
-    model, _ = load_trained(ctx, out, variant, stage)
-    users = evaluation_users(ctx.split, n_users, seed=profile.seed)
-    ev = evaluate_model(model, ctx.split, task=task, template=template, users=users, mask_history=mask_history,
-                        max_history=profile.max_history, show_progress=show_progress)
+    users = evaluation_users(run.split, n_users, seed=run.profile.seed)
+    ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
+                        show_progress=show_progress)
     write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
                        "users": ev.users.tolist(), "ranks": ev.ranks.tolist()})
     return ev
 
 
-def evaluate_all(ctx, out: str | Path, show_progress: bool = True) -> list[dict]:
+def evaluate_all(run, show_progress: bool = True) -> list[dict]:
     """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic baselines."""
     from llmrec_lite.baselines import classic_baselines
 
-    profile = ctx.profile
     rows = []
     for variant, stage, label in LLM_RUNS:
         for task, template in evaluations_for(stage):
-            ev = evaluate_cached(ctx, out, variant, stage, task, template, show_progress=show_progress)
+            ev = evaluate_cached(run, variant, stage, task, template, show_progress=show_progress)
             lo, hi = ev.bootstrap("hr@10")
-            rows.append({"model": label, "variant": variant, "stage": stage, "task": task, "template": template,
-                         **ev.metrics, "hr@10_ci95": [lo, hi], "training_samples": _samples(out, variant, stage)})
-    for name, metrics in classic_baselines(ctx.split, ctx.wals, seed=profile.seed).items():
-        rows.append({"model": name, "variant": "classic", "stage": None, "task": "no prompt", "template": None, **metrics})
+            # identity after the metrics: the evaluation's own keys never overwrite the row's stage
+            rows.append({**ev.metrics, "model": label, "variant": variant.name, "output": variant.output,
+                         "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
+                         "template": template, "hr@10_ci95": [lo, hi],
+                         "training_samples": training_samples(run, variant, stage)})
+    for name, metrics in classic_baselines(run.split, run.wals, seed=run.profile.seed).items():
+        rows.append({**metrics, "model": name, "variant": "classic", "output": None, "use_embeddings": None,
+                     "stage": None, "task": "no prompt", "template": None, "targets": "test"})
     return rows
 
 
-def _samples(out, variant, stage) -> int:
-    from llmrec_lite.train import stage_dir
-
-    total = 0
-    for s in range(1, stage + 1):
-        result = stage_dir(out, variant, s) / "final" / "result.json"
-        if result.exists():
-            total += json.loads(result.read_text())["samples"]
-    return total
+def training_samples(run, variant: Variant, stage: int) -> int:
+    """Prompts a row's model was trained on, over all of its stages."""
+    return sum(run.result(variant, s)["samples"] for s in range(1, stage + 1) if run.is_finished(variant, s))
 
 
 def results_markdown(rows: list[dict], header: str) -> str:
@@ -127,36 +123,41 @@ def results_markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pipeline(profile, dataset: str, out: str | Path, data_dir=None, show_progress: bool = True, ctx=None) -> dict:
+def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, show_progress: bool = True, run=None,
+                 path=None) -> dict:
     """Runs everything and writes ``results.json`` and ``results.md`` into ``out``.
 
     Args:
-        ctx: A :class:`~llmrec_lite.train.RunContext` already prepared for this profile,
-            dataset and ``out`` (the book passes its own); ``None`` prepares one.
+        run: A :class:`~llmrec_lite.runs.Run` already opened for this profile, dataset and
+            ``out`` (the book passes its own); ``None`` opens one.
+        path: Your own S3Rec-format file instead of ``dataset``.
     """
     from llmrec_lite.device import describe_machine
-    from llmrec_lite.train import prepare_run
+    from llmrec_lite.runs import Run
 
     out = Path(out)
-    if ctx is None:
-        ctx = prepare_run(profile, dataset, out, data_dir=data_dir, show_progress=show_progress)
-    elif ctx.profile.name != profile.name or ctx.data.name != dataset:
-        raise ValueError(f"The run context is for {ctx.data.name!r} under profile {ctx.profile.name!r}, "
-                         f"not {dataset!r} under {profile.name!r}; pass ctx=None to prepare the right one.")
-    training = train_all(ctx, out, show_progress)
-    rows = evaluate_all(ctx, out, show_progress)
+    if run is None:
+        run = Run.open(profile, dataset, out, data_dir=data_dir, path=path, show_progress=show_progress)
+    elif run.profile.name != profile.name or (dataset is not None and run.data.name != dataset):
+        raise ValueError(f"The run is for {run.data.name!r} under profile {run.profile.name!r}, "
+                         f"not {dataset!r} under {profile.name!r}; pass run=None to open the right one.")
+    training = train_all(run, show_progress)
+    rows = evaluate_all(run, show_progress)
     result = {
-        "dataset": dataset,
+        "dataset": run.data.name,
         "profile": profile.name,
-        "backbone": ctx.backbone.source,
-        "indexing": ctx.data.indexing,
+        "backbone": run.backbone.source,
+        "indexing": run.data.indexing,
         "machine": describe_machine(),
         "rule": "full ranking over the catalogue, one test target per user; plain metrics unmasked (OpenP5)",
         "training": {f"{v}/stage{s}": r for (v, s), r in training.items()},
         "rows": rows,
     }
     write_json(out / "results.json", result)
-    header = (f"# Results: {dataset}, profile {profile.name}, backbone {ctx.backbone.source}, "
-              f"{ctx.data.indexing} indexing")
-    (out / "results.md").write_text(results_markdown(rows, header))
+    header = (f"# Results: {run.data.name}, profile {profile.name}, backbone {run.backbone.source}, "
+              f"{run.data.indexing} indexing")
+    from llmrec_lite.fileio import atomic_path
+
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(results_markdown(rows, header))
     return result

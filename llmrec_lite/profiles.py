@@ -6,6 +6,13 @@
 
 A chapter's parameters cell names a profile; everything else is read from here and
 written into each run's configuration, so a result always carries its settings.
+
+Configuration flows down: a :class:`Profile` is plain data and this module imports none
+of the modules that use it. Each settings class builds itself from a profile
+(:meth:`llmrec_lite.wals.WALSConfig.from_profile`,
+:meth:`llmrec_lite.backbone.BackboneSettings.from_profile`,
+:meth:`llmrec_lite.train.TrainSettings.from_profile`) and takes its own defaults from
+:class:`Profile`'s, so every default is written once, here.
 """
 
 from __future__ import annotations
@@ -90,48 +97,6 @@ class Profile:
     explorer_items: int | None = 1500
     explorer_tokens: int = 2000
     umap_epochs: int | None = 200
-
-    def wals_config(self, **overrides):
-        """The :class:`~llmrec_lite.wals.WALSConfig` this profile implies."""
-        from llmrec_lite.wals import WALSConfig
-
-        base = dict(
-            num_factors=self.wals_factors,
-            regularization=self.wals_regularization,
-            alpha=self.wals_alpha,
-            iterations=self.wals_iterations,
-            cg_steps=self.wals_cg_steps,
-            seed=self.seed,
-            device=self.device,
-        )
-        base.update(overrides)
-        return WALSConfig(**base)
-
-    def backbone_settings(self, **overrides):
-        """The :class:`~llmrec_lite.backbone.BackboneSettings` this profile implies."""
-        from llmrec_lite.backbone import BackboneSettings
-
-        base = dict(kind=self.backbone, bf16=self.bf16, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-                    lora_dropout=self.lora_dropout, lora_targets=self.lora_targets, seed=self.seed)
-        base.update(overrides)
-        return BackboneSettings(**base)
-
-    def train_settings(self, stage: int, output: str = "item-token", use_embeddings: bool = True, **overrides):
-        """The :class:`~llmrec_lite.train.TrainSettings` of one stage under this profile."""
-        from llmrec_lite.train import TrainSettings
-
-        budget = self.item_token_samples if output == "item-token" else self.text_id_samples
-        base = dict(stage=stage, output=output, use_embeddings=use_embeddings, samples_per_task=budget[stage - 1],
-                    sample_ratio=self.sample_ratio, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                    weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio, bf16=self.train_bf16,
-                    val_users=self.val_users, eval_every=self.eval_every, checkpoint_every=self.checkpoint_every,
-                    max_history=self.max_history, seed=self.seed)
-        base.update(overrides)
-        return TrainSettings(**base)
-
-    def projector_config(self) -> dict:
-        """Overrides for :class:`~llmrec_lite.projectors.ProjectorConfig`."""
-        return {"hidden_dim": self.projector_hidden, "activation": self.projector_activation}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

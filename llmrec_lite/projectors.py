@@ -23,15 +23,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_tensors
 from llmrec_lite.fileio import atomic_path, write_json
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 CONFIG_NAME = "projectors.json"
+__all__ = ["ACTIVATIONS", "CheckpointMismatchError", "Projector", "ProjectorConfig", "Projectors"]
 WEIGHTS_NAME = "projectors.safetensors"
-
-
-class CheckpointMismatchError(ValueError):
-    """A saved checkpoint does not fit the model, factors or dataset it is loaded for."""
 
 
 @dataclass
@@ -148,24 +146,11 @@ class Projectors(nn.Module):
             FileNotFoundError: the folder holds no projectors.
             CheckpointMismatchError: a value in ``expect`` differs from the checkpoint's.
         """
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         if not (directory / CONFIG_NAME).exists():
             raise FileNotFoundError(f"No projectors in {directory} ({CONFIG_NAME} is missing).")
         config = ProjectorConfig(**json.loads((directory / CONFIG_NAME).read_text()))
         check_matches(config.__dict__, expect or {}, f"projectors in {directory}")
         model = cls(config)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.load_state_dict(load_tensors(directory / WEIGHTS_NAME, f"Delete {directory} and train the projectors again."))
         return model
-
-
-def check_matches(saved: dict, expect: dict, what: str) -> None:
-    """Raises :class:`CheckpointMismatchError` naming every field that differs."""
-    problems = [f"{key}: checkpoint has {saved.get(key)!r}, expected {value!r}"
-                for key, value in expect.items() if value is not None and saved.get(key) != value]
-    if problems:
-        raise CheckpointMismatchError(
-            f"The {what} do not match what they are loaded for ({'; '.join(problems)}). "
-            "Load a checkpoint trained with the same backbone, WALS factors and dataset, or train a new one."
-        )

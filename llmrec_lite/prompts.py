@@ -331,3 +331,88 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
         render(templates[t], split.data, s.user, s.history, s.target, with_embeddings, max_history)
         for s, t in zip(samples, picks)
     ]
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+@dataclass
+class PromptEncoder:
+    """Turns (template, user, history, target) into model inputs, the same way everywhere.
+
+    It holds everything that decides what a model sees: the dataset (names and ids), the
+    tokenizer and its BOS rule, the history length, and whether ids are embedding slots or
+    text. A trained run records :meth:`config` and evaluation rebuilds the encoder from
+    it, so a model is always prompted the way it was trained.
+
+    Attributes:
+        split: The leave-one-out split (its ``data`` names users and items; histories come from it).
+        tokenizer: The backbone's tokenizer (``pad_token`` set).
+        add_bos: Start every prompt with the BOS token (OpenLLaMA: yes; SmolLM2: no).
+        max_history: History items shown in a sequential prompt (the last ones).
+        with_embeddings: Slots for ids (the fusion model) or ids as text (the baseline).
+    """
+
+    split: object
+    tokenizer: object
+    add_bos: bool = False
+    max_history: int | None = DEFAULT_HISTORY
+    with_embeddings: bool = True
+
+    @classmethod
+    def for_backbone(cls, split, backbone, max_history: int | None = DEFAULT_HISTORY,
+                     with_embeddings: bool = True) -> "PromptEncoder":
+        """The encoder for a loaded :class:`~llmrec_lite.backbone.Backbone` (its tokenizer and BOS rule)."""
+        return cls(split, backbone.tokenizer, backbone.add_bos, max_history, with_embeddings)
+
+    @property
+    def data(self):
+        return self.split.data
+
+    def config(self) -> dict:
+        """What a run records about its prompts (compared when a trained model is loaded)."""
+        return {"add_bos": self.add_bos, "max_history": self.max_history, "with_embeddings": self.with_embeddings}
+
+    def with_config(self, config: dict) -> "PromptEncoder":
+        """The same encoder with a recorded :meth:`config` applied."""
+        return PromptEncoder(self.split, self.tokenizer, bool(config["add_bos"]), config["max_history"],
+                             bool(config["with_embeddings"]))
+
+    def render(self, template: Template, user: int, history: Sequence[int] | None = None,
+               target: int | None = None) -> Rendered:
+        return render(template, self.data, user, history, target, self.with_embeddings, self.max_history)
+
+    def encode(self, template: Template, user: int, history: Sequence[int] | None = None,
+               target: int | None = None) -> Encoded:
+        """One prompt, tokenized (with the target's text when ``target`` is given)."""
+        return encode(self.render(template, user, history, target), self.tokenizer, add_bos=self.add_bos)
+
+    def encode_rendered(self, rendered: Rendered) -> Encoded:
+        return encode(rendered, self.tokenizer, add_bos=self.add_bos)
+
+    def for_user(self, template: Template, user: int, targets: str = "test", with_target: bool = False) -> Encoded:
+        """The prompt with which ``user``'s target in ``targets`` (``"valid"``/``"test"``) is predicted."""
+        target = int(self.split.target_items(targets)[user]) if with_target else None
+        return self.encode(template, int(user), self.split.history(int(user), targets), target)
+
+    def batch(self, template: Template, users: Sequence[int], targets: str = "test") -> Batch:
+        """Evaluation prompts of ``users`` (no responses), padded into one batch."""
+        encoded = [self.for_user(template, int(u), targets) for u in users]
+        return collate(encoded, self.tokenizer.pad_token_id, with_response=False)
+
+    def batches(self, template: Template, users: Sequence[int], targets: str = "test", batch_size: int = 32,
+                device=None, desc: str = "evaluate", show_progress: bool = True):
+        """Yields ``(user chunk, batch)`` over ``users`` in order, ``batch_size`` at a time."""
+        from tqdm.auto import tqdm
+
+        users = np.asarray(users)
+        for b in tqdm(range(0, len(users), batch_size), desc=f"{desc} {template.name}", disable=not show_progress):
+            chunk = users[b : b + batch_size]
+            batch = self.batch(template, chunk, targets)
+            yield chunk, (batch.to(device) if device is not None else batch)
+
+    def training_prompts(self, task: str, num_samples: int | None, seed: int = 0) -> list[Encoded]:
+        """Encoded training prompts (see :func:`sample_training_prompts`)."""
+        prompts = sample_training_prompts(self.split, task, num_samples, seed=seed, with_embeddings=self.with_embeddings,
+                                          max_history=self.max_history)
+        return [self.encode_rendered(p) for p in prompts]

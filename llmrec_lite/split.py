@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from llmrec_lite.data import InteractionData
 
-STAGES = ("valid", "test")
+from llmrec_lite.variants import TARGETS, check_targets
 
 
 @dataclass(frozen=True)
@@ -78,27 +78,23 @@ class LeaveOneOutSplit:
             for i in range(1, len(part)):
                 yield Sample(user, part[:i], int(part[i]))
 
-    def history(self, user: int, stage: str = "test") -> np.ndarray:
-        """Items the model may see when predicting ``stage``'s target of ``user``."""
+    def history(self, user: int, targets: str = "test") -> np.ndarray:
+        """Items the model may see when predicting ``user``'s target of the set ``targets``
+        (``"test"``: everything but the last item; ``"valid"``: everything but the last two)."""
         seq = self.data.sequences[user]
-        if stage == "test":
-            return seq[:-1]
-        if stage == "valid":
-            return seq[:-2]
-        raise ValueError(f"Unknown stage {stage!r}; choose one of {STAGES}.")
+        return seq[:-1] if check_targets(targets) == "test" else seq[:-2]
 
-    def targets(self, stage: str = "test") -> np.ndarray:
-        """Target item of every user for ``stage``."""
-        if stage == "test":
-            return self.test_targets
-        if stage == "valid":
-            return self.valid_targets
-        raise ValueError(f"Unknown stage {stage!r}; choose one of {STAGES}.")
+    def target_items(self, targets: str = "test") -> np.ndarray:
+        """Target item of every user in the set ``targets`` (``"valid"`` or ``"test"``)."""
+        return self.test_targets if check_targets(targets) == "test" else self.valid_targets
 
-    def samples(self, stage: str = "test") -> list[Sample]:
-        """One evaluation case per user for ``stage``."""
-        targets = self.targets(stage)
-        return [Sample(u, self.history(u, stage), int(targets[u])) for u in range(self.num_users)]
+    # the name chapters and older code use
+    targets = target_items
+
+    def samples(self, targets: str = "test") -> list[Sample]:
+        """One evaluation case per user for the set ``targets``."""
+        items = self.target_items(targets)
+        return [Sample(u, self.history(u, targets), int(items[u])) for u in range(self.num_users)]
 
     def train_matrix(self) -> sp.csr_matrix:
         """Users x items interaction counts over the training parts only (float32 CSR)."""

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from llmrec_lite.device import resolve_device
 from llmrec_lite.fileio import atomic_path, write_json
+from llmrec_lite.profiles import Profile
 
 # torch labels its CSR tensors "beta"; the operations used here (SpMM, SDDMM) are stable.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -67,15 +68,25 @@ class WALSConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (torch backend).
     """
 
-    num_factors: int = 64
-    regularization: float = 0.05
-    alpha: float = 10.0
-    iterations: int = 15
+    # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
+    num_factors: int = Profile.wals_factors
+    regularization: float = Profile.wals_regularization
+    alpha: float = Profile.wals_alpha
+    iterations: int = Profile.wals_iterations
     backend: str = "torch"
     solver: str = "cg"
-    cg_steps: int = 3
-    seed: int = 0
-    device: str = "cpu"
+    cg_steps: int = Profile.wals_cg_steps
+    seed: int = Profile.seed
+    device: str = Profile.device
+
+    @classmethod
+    def from_profile(cls, profile: Profile, **overrides) -> "WALSConfig":
+        """The WALS configuration a profile implies; ``overrides`` replace single fields."""
+        base = dict(num_factors=profile.wals_factors, regularization=profile.wals_regularization,
+                    alpha=profile.wals_alpha, iterations=profile.wals_iterations, cg_steps=profile.wals_cg_steps,
+                    seed=profile.seed, device=profile.device)
+        base.update(overrides)
+        return cls(**base)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -90,8 +101,8 @@ class WALSConfig:
 
 
 @dataclass
-class _CSR:
-    """A CSR matrix of confidences as torch tensors on one device.
+class ConfidenceCSR:
+    """A CSR matrix of confidences as torch tensors on one device (what the solvers read).
 
     ``matrix`` holds the confidences ``c``; the solvers reuse its sparsity pattern
     with other values (``c - 1``, or per-entry products) through :meth:`with_values`.
@@ -104,7 +115,7 @@ class _CSR:
     shape: tuple[int, int]
 
     @classmethod
-    def from_scipy(cls, matrix: sp.csr_matrix, device, dtype) -> "_CSR":
+    def from_scipy(cls, matrix: sp.csr_matrix, device, dtype) -> "ConfidenceCSR":
         matrix = matrix.tocsr()
         indptr = torch.as_tensor(matrix.indptr.astype(np.int64), device=device)
         counts = indptr[1:] - indptr[:-1]
@@ -143,7 +154,7 @@ def _gramian(fixed: torch.Tensor, regularization: float) -> torch.Tensor:
     return fixed.T @ fixed + regularization * torch.eye(k, dtype=fixed.dtype, device=fixed.device)
 
 
-def solve_reference(csr: _CSR, fixed: torch.Tensor, regularization: float) -> torch.Tensor:
+def solve_reference(csr: ConfidenceCSR, fixed: torch.Tensor, regularization: float) -> torch.Tensor:
     """Exact half-step, one row at a time: the readable version of the normal equations."""
     gram = _gramian(fixed, regularization)  # YᵀY + λI, shared by every row
     out = torch.zeros(csr.shape[0], fixed.shape[1], dtype=fixed.dtype, device=fixed.device)
@@ -160,7 +171,7 @@ def solve_reference(csr: _CSR, fixed: torch.Tensor, regularization: float) -> to
     return out
 
 
-def solve_batched(csr: _CSR, fixed: torch.Tensor, regularization: float, block_rows: int = 2048) -> torch.Tensor:
+def solve_batched(csr: ConfidenceCSR, fixed: torch.Tensor, regularization: float, block_rows: int = 2048) -> torch.Tensor:
     """Exact half-step for blocks of rows at once.
 
     The correction ``Σ_i (c_ui - 1) y_i y_iᵀ`` of every row in a block is one sparse
@@ -189,7 +200,7 @@ def solve_batched(csr: _CSR, fixed: torch.Tensor, regularization: float, block_r
 
 
 def solve_cg(
-    csr: _CSR, fixed: torch.Tensor, current: torch.Tensor, regularization: float, steps: int = 3
+    csr: ConfidenceCSR, fixed: torch.Tensor, current: torch.Tensor, regularization: float, steps: int = 3
 ) -> torch.Tensor:
     """Approximate half-step: ``steps`` conjugate-gradient iterations for every row at once.
 
@@ -302,8 +313,8 @@ class WALS:
         cfg = self.config
         device = resolve_device(cfg.device)
         dtype = torch.float32
-        by_user = _CSR.from_scipy(conf, device, dtype)
-        by_item = _CSR.from_scipy(conf.T.tocsr(), device, dtype)
+        by_user = ConfidenceCSR.from_scipy(conf, device, dtype)
+        by_item = ConfidenceCSR.from_scipy(conf.T.tocsr(), device, dtype)
         x, y = (t.to(device) for t in self._initial_factors(conf.shape))
         bar = tqdm(range(cfg.iterations), desc=f"WALS ({cfg.solver}, {device.type})", disable=not show_progress)
         for it in bar:
@@ -316,7 +327,7 @@ class WALS:
             self._record(it, seconds, conf, x, y, track_loss, bar)
         self.user_factors, self.item_factors = x.cpu(), y.cpu()
 
-    def _half_step(self, csr: _CSR, fixed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    def _half_step(self, csr: ConfidenceCSR, fixed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.solver == "reference":
             return solve_reference(csr, fixed, cfg.regularization)

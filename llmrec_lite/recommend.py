@@ -1,0 +1,111 @@
+"""Inference: the top-``k`` items for some users, from a trained fusion model or a classic baseline.
+
+One entry point, in the shape readers know from ``implicit`` (``recommend(userid, user_items,
+N, filter_already_liked_items)``) and recommenders (``recommend_k_items(test, top_k,
+remove_seen)``)::
+
+    run = Run.open(profile, "lastfm", "runs/lastfm")
+    ids = recommend(run.load("item-token", 2), users=[41], k=10)         # fusion model
+    ids = recommend(ClassicRecommender(run, "wals"), users=[41], k=10)   # WALS dot product
+
+Users are 0-based indices; the items come back as the dataset names them (its file's raw
+ids), or as item indices with ``as_indices=True``. The prompt is the one a user's target
+in ``targets`` is predicted with (``"test"``: the whole history but the last item), and
+``exclude_seen`` removes that history from the ranking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmrec_lite.metrics import top_k
+from llmrec_lite.variants import check_targets
+
+
+def _users(users) -> np.ndarray:
+    return np.atleast_1d(np.asarray(users, dtype=np.int64))
+
+
+def _check_users(users: np.ndarray, split) -> None:
+    bad = [int(u) for u in users if not 0 <= int(u) < split.num_users]
+    if bad:
+        raise ValueError(f"Unknown user index {bad[0]}: {split.data.name} has user indices 0-{split.num_users - 1}.")
+
+
+class ClassicRecommender:
+    """A classic baseline of a run (``popularity``, ``wals`` or ``bpr``) behind the same API.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` (its split and WALS factors are used).
+        name: ``"popularity"``, ``"wals"`` or ``"bpr"`` (BPR is fitted on construction).
+    """
+
+    def __init__(self, run, name: str = "wals"):
+        from llmrec_lite.baselines import classic_scorers
+
+        self.split = run.split
+        self.name = name
+        self.score = classic_scorers(run.split, run.wals, seed=run.profile.seed, names=(name,))[name]
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, **kwargs):
+        return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
+
+
+@torch.no_grad()
+def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test",
+                      task: str = "sequential", template: str | int = "seen", num_beams: int | None = None) -> np.ndarray:
+    """``(len(users), k)`` item indices, best first (see :func:`recommend`)."""
+    from llmrec_lite.templates import get_template
+
+    check_targets(targets)
+    users = _users(users)
+    if isinstance(model, ClassicRecommender):
+        split = model.split
+        _check_users(users, split)
+        scores = torch.as_tensor(model.score(users), dtype=torch.float32)
+        exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
+        return top_k(scores, k, exclude=exclude)
+    fusion, encoder = model.model, model.encoder
+    split = encoder.split
+    _check_users(users, split)
+    tmpl = get_template(task, template)
+    batch = encoder.batch(tmpl, users, targets).to(fusion.user_factors.device)
+    exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
+    fusion.eval()
+    if fusion.output == "item-token":
+        return top_k(fusion.score_items(batch).float().cpu(), k, exclude=exclude)
+    from llmrec_lite.generation import ItemTrie, constrained_beam_search
+
+    trie = ItemTrie.from_catalogue(split.data, fusion.backbone.tokenizer)
+    items, _ = constrained_beam_search(fusion, batch, trie, num_beams=max(k, num_beams or k), exclude=exclude)
+    return items[:, :k].cpu().numpy()
+
+
+def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test", task: str = "sequential",
+              template: str | int = "seen", as_indices: bool = False, num_beams: int | None = None) -> list[list]:
+    """The top-``k`` items for each user.
+
+    Args:
+        model: A :class:`~llmrec_lite.runs.Trained` fusion model (either output side; the
+            text-id side ranks by trie-constrained beam search with ``max(k, num_beams)`` beams),
+            or a :class:`ClassicRecommender`.
+        users: One 0-based user index or several.
+        k: How many items per user.
+        exclude_seen: Leave out the items of the user's history.
+        targets: Which prompt: ``"test"`` (history = all but the last item, the held-out test
+            target is then the answer to check) or ``"valid"`` (all but the last two).
+        task, template: The prompt's wording (fusion models only).
+        as_indices: Item indices instead of the dataset's ids.
+
+    Returns:
+        One list of ``k`` item ids (or indices) per user, best first.
+
+    Raises:
+        ValueError: an unknown user index, targets, task or template.
+    """
+    top = recommend_indices(model, users, k, exclude_seen, targets, task, template, num_beams)
+    if as_indices:
+        return top.tolist()
+    data = model.split.data if isinstance(model, ClassicRecommender) else model.encoder.data
+    return np.asarray(data.raw_item_ids)[top].tolist()

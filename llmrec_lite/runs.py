@@ -1,0 +1,354 @@
+"""The run layer: one run directory, what it was made from, and the models trained in it.
+
+A run directory holds everything needed to resume, evaluate or serve a model::
+
+    OUT/wals/                             factors and their fingerprint (fitted once, reused)
+    OUT/<variant>/stage<k>/config.json    everything that determines the stage's result
+    OUT/<variant>/stage<k>/log.jsonl      one JSON object per step / validation
+    OUT/<variant>/stage<k>/checkpoint/    latest resumable state
+    OUT/<variant>/stage<k>/final/         projectors/, adapter/, extra.safetensors, result.json
+
+``<variant>`` is a :class:`~llmrec_lite.variants.Variant`'s folder name (``item-token``,
+``item-token-text``, ``text-id``, ``text-id-text``). :class:`Run` owns that layout: it
+loads the data, fits or reloads the WALS factors, loads the backbone, builds each stage's
+settings from the profile, hands models and batches to the training loop
+(:func:`llmrec_lite.train.fit`), and loads a trained model back *with the settings it was
+trained with* (:meth:`Run.load`), refusing one that does not match the run's data, factors
+or backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_final_into, read_json, save_final
+from llmrec_lite.fileio import write_json
+from llmrec_lite.prompts import PromptEncoder
+from llmrec_lite.train import TrainSettings, fit, read_log_file, summarize
+from llmrec_lite.variants import Variant, check_stage
+
+
+class FinishedWorkError(FileExistsError):
+    """A command would replace finished work; the message names the flag that allows it."""
+
+
+@dataclass
+class Trained:
+    """A trained fusion model with everything needed to use it as it was trained.
+
+    Attributes:
+        model: The :class:`~llmrec_lite.fusion.FusionModel` (in eval mode).
+        settings: Its stage's :class:`~llmrec_lite.train.TrainSettings`.
+        encoder: The :class:`~llmrec_lite.prompts.PromptEncoder` its training used.
+        stage: Training stage (1 or 2).
+    """
+
+    model: object
+    settings: TrainSettings
+    encoder: PromptEncoder
+    stage: int
+
+    @property
+    def variant(self) -> Variant:
+        return self.settings.variant
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, **kwargs):
+        """Top-``k`` item ids per user (see :func:`llmrec_lite.recommend.recommend`)."""
+        from llmrec_lite.recommend import recommend
+
+        return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
+
+
+def projector_overrides(profile) -> dict:
+    """The profile's projector width and activation (the rest of the configuration comes from
+    the factors and the backbone)."""
+    return {"hidden_dim": profile.projector_hidden, "activation": profile.projector_activation}
+
+
+class Run:
+    """A run directory for one dataset under one profile (build it with :meth:`open`).
+
+    Attributes:
+        out: The run directory.
+        profile: The :class:`~llmrec_lite.profiles.Profile` new stages are configured from.
+        data, split: The dataset and its leave-one-out split.
+        wals: The fitted :class:`~llmrec_lite.wals.WALS` model (factors of this run).
+        backbone: The loaded :class:`~llmrec_lite.backbone.Backbone`.
+    """
+
+    def __init__(self, out, profile, data, split, wals, backbone):
+        self.out = Path(out)
+        self.profile = profile
+        self.data = data
+        self.split = split
+        self.wals = wals
+        self.backbone = backbone
+
+    # ----------------------------------------------------------------------- assembling
+
+    @classmethod
+    def open(cls, profile, dataset: str | None, out, data_dir=None, path=None, show_progress: bool = True,
+             backbone=None) -> "Run":
+        """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone.
+
+        Args:
+            profile: The profile new stages are configured from.
+            dataset: A registered dataset, or ``None`` with ``path``.
+            out: The run directory (created when missing).
+            path: An S3Rec-format file of your own instead of ``dataset``.
+            backbone: An already loaded backbone to reuse (else the profile's is loaded).
+        """
+        from llmrec_lite.backbone import BackboneSettings, load_backbone
+        from llmrec_lite.data import load_dataset
+        from llmrec_lite.device import resolve_device
+        from llmrec_lite.split import LeaveOneOutSplit
+
+        data = load_dataset(dataset, path=path, indexing=profile.indexing, seed=profile.seed, data_dir=data_dir)
+        split = LeaveOneOutSplit.from_data(data)
+        wals = ensure_wals(Path(out) / "wals", profile, split, show_progress)
+        if backbone is None:
+            backbone = load_backbone(BackboneSettings.from_profile(profile), device=resolve_device(profile.device))
+        return cls(out, profile, data, split, wals, backbone)
+
+    # ----------------------------------------------------------------------- layout
+
+    @property
+    def wals_dir(self) -> Path:
+        return self.out / "wals"
+
+    def stage_dir(self, variant: Variant | str, stage: int) -> Path:
+        return self.out / Variant.parse(variant).name / f"stage{check_stage(stage)}"
+
+    def is_finished(self, variant: Variant | str, stage: int) -> bool:
+        return (self.stage_dir(variant, stage) / "final" / "result.json").exists()
+
+    def read_log(self, variant: Variant | str, stage: int) -> list[dict]:
+        """The JSON-lines training log of a stage."""
+        return read_log_file(self.stage_dir(variant, stage) / "log.jsonl")
+
+    def result(self, variant: Variant | str, stage: int) -> dict:
+        """A finished stage's ``result.json``."""
+        return read_json(self.stage_dir(variant, stage) / "final" / "result.json")
+
+    # ----------------------------------------------------------------------- settings
+
+    def settings(self, variant: Variant | str, stage: int, **overrides) -> TrainSettings:
+        """A stage's settings under this run's profile."""
+        return TrainSettings.from_profile(self.profile, stage, variant, **overrides)
+
+    def encoder(self, with_embeddings: bool = True, max_history: int | None = None) -> PromptEncoder:
+        """The prompt encoder of this run's data and backbone (``max_history``: the profile's)."""
+        history = self.profile.max_history if max_history is None else max_history
+        return PromptEncoder.for_backbone(self.split, self.backbone, history, with_embeddings)
+
+    def config(self, settings: TrainSettings) -> dict:
+        """Everything that determines a stage's result: compared on resume and at loading."""
+        b = self.backbone
+        return {
+            "dataset": self.data.name,
+            "indexing": self.data.indexing,
+            "profile": self.profile.name,
+            "backbone": {"kind": b.settings.kind, "source": b.source, "hidden_size": b.hidden_size,
+                         **{k: v for k, v in asdict(b.settings).items() if k.startswith("lora") or k == "load_in_4bit"}},
+            "projector": projector_overrides(self.profile),
+            "prompt": self.encoder(settings.use_embeddings, settings.max_history).config(),
+            "wals_fingerprint": self.wals.fingerprint(),
+            "wals": asdict(self.wals.config),
+            "train": asdict(settings),
+        }
+
+    def _identity(self) -> dict:
+        return {"wals_fingerprint": self.wals.fingerprint(), "dataset": self.data.name}
+
+    # ----------------------------------------------------------------------- training
+
+    def build_model(self, settings: TrainSettings, projector_config: dict | None = None):
+        """A fresh :class:`~llmrec_lite.fusion.FusionModel`; stage 2 starts from stage 1's trained tensors."""
+        from llmrec_lite.fusion import FusionModel
+
+        torch.manual_seed(settings.seed + settings.stage)
+        model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
+                            use_embeddings=settings.use_embeddings,
+                            projector_config=projector_config or projector_overrides(self.profile))
+        model.reset_lora(settings.seed)
+        if settings.stage == 2:
+            first = self.stage_dir(settings.variant, 1)
+            if (first / "final").exists():
+                check_matches(read_json(first / "config.json"), self._identity(), f"stage-1 results in {first}")
+                load_final_into(model, first / "final", load_adapter=False)
+            elif settings.use_embeddings:
+                raise FileNotFoundError(
+                    f"Stage 2 starts from stage 1's projectors, but {first / 'final'} does not exist: "
+                    "run `train --stage 1` with the same --out first."
+                )
+        model.set_stage(settings.stage)
+        return model
+
+    def train(self, settings: TrainSettings, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
+              stop_after_steps: int | None = None) -> dict:
+        """Trains one stage into ``out/<variant>/stage<k>``; returns (and saves) its result.
+
+        Finished work is never replaced silently: a finished stage is reused when ``resume``
+        is set and its settings are the same, and replaced only with ``overwrite``.
+
+        Raises:
+            FinishedWorkError: the folder holds a finished stage or an interrupted one with a
+                checkpoint, and neither ``resume`` nor ``overwrite`` says what to do with it.
+            CheckpointMismatchError: ``resume`` on a stage started with other settings.
+        """
+        folder = self.stage_dir(settings.variant, settings.stage)
+        config = json.loads(json.dumps(self.config(settings)))
+        checkpoint = folder / "checkpoint"
+        finished = (folder / "final" / "result.json").exists()
+        saved = read_json(folder / "config.json") if (folder / "config.json").exists() else None
+        if not overwrite:
+            if finished and resume and saved == config:
+                result = self.result(settings.variant, settings.stage)
+                return {**result, "reused": True}
+            if finished:
+                raise FinishedWorkError(
+                    f"{folder} already holds a finished stage {settings.stage} of {settings.variant}"
+                    + ("" if saved == config else f" trained with other settings ({', '.join(_changed(saved, config))} differ)")
+                    + ". Pass --overwrite to replace it"
+                    + (", or --resume to reuse it." if saved == config else ", or choose another --out.")
+                )
+            if checkpoint.exists() and not resume:
+                raise FinishedWorkError(
+                    f"{folder} holds an interrupted stage with a checkpoint. Pass --resume to continue it, "
+                    "or --overwrite to start again."
+                )
+        if resume and not overwrite:
+            if not (checkpoint / "state.json").exists():
+                raise FileNotFoundError(
+                    f"Nothing to resume in {folder}: it has no checkpoint (is --out right?). "
+                    "Run the same command without --resume to start the stage."
+                )
+            if saved != config:
+                raise CheckpointMismatchError(
+                    f"Cannot resume {folder}: it was started with other settings ({', '.join(_changed(saved, config))} "
+                    "differ). Use the same command as the interrupted run, or another --out."
+                )
+            resuming = True
+        else:
+            resuming = False
+            if folder.exists():
+                shutil.rmtree(folder)  # a fresh start never mixes with an older run's files
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "config.json", config)
+
+        model = self.build_model(settings)
+        encoder = self.encoder(settings.use_embeddings, settings.max_history)
+        from llmrec_lite.batching import epoch_batches, validation_batches
+
+        epochs = [epoch_batches(encoder, settings, e) for e in range(settings.epochs)]
+        val = validation_batches(encoder, settings)
+        counters = fit(model, epochs, val, settings, self.backbone.tokenizer.pad_token_id, folder / "log.jsonl",
+                       checkpoint, resume=resuming, show_progress=show_progress, stop_after_steps=stop_after_steps)
+        if counters["interrupted"]:
+            return {"stage": settings.stage, "interrupted": True, "steps": counters["steps"]}
+        result = {
+            "stage": settings.stage,
+            "variant": settings.variant.name,
+            "output": settings.output,
+            "use_embeddings": settings.use_embeddings,
+            "dataset": self.data.name,
+            **summarize(counters, folder / "log.jsonl"),
+            "wals_fingerprint": self.wals.fingerprint(),
+            "out": str(folder),
+        }
+        save_final(counters["model"], folder / "final", result)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        return result
+
+    def ensure(self, settings: TrainSettings, show_progress: bool = True) -> dict:
+        """The result of a finished stage with exactly these settings, training it if needed.
+
+        Chapters call this so that a later chapter reuses what an earlier one trained in the
+        same build (the book's ``make`` target starts from an empty run directory).
+        """
+        return self.train(settings, resume=True, show_progress=show_progress) if self._resumable(settings) \
+            else self.train(settings, show_progress=show_progress)
+
+    def _resumable(self, settings: TrainSettings) -> bool:
+        folder = self.stage_dir(settings.variant, settings.stage)
+        return (folder / "final" / "result.json").exists() or (folder / "checkpoint" / "state.json").exists()
+
+    # ----------------------------------------------------------------------- loading
+
+    def load(self, variant: Variant | str, stage: int) -> Trained:
+        """A trained model for evaluation or recommendation, with the settings and prompt
+        encoder it was trained with.
+
+        Raises:
+            FileNotFoundError: the stage has not finished in this run.
+            CheckpointMismatchError: the saved stage used other WALS factors, data or backbone.
+        """
+        from llmrec_lite.fusion import FusionModel
+
+        variant = Variant.parse(variant)
+        folder = self.stage_dir(variant, stage)
+        if not (folder / "final" / "result.json").exists():
+            raise FileNotFoundError(f"No finished stage {stage} of {variant} in {self.out}: train it first.")
+        saved = read_json(folder / "config.json")
+        check_matches(saved, self._identity(), f"results in {folder}")
+        check_matches(saved["backbone"], {"kind": self.backbone.settings.kind, "hidden_size": self.backbone.hidden_size},
+                      f"results in {folder} (backbone)")
+        settings = TrainSettings(**saved["train"])
+        model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
+                            use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False)
+        model.reset_lora(settings.seed)  # stage 1 never trained LoRA: identity adapters
+        load_final_into(model, folder / "final", load_adapter=stage == 2)
+        model.eval()
+        prompt = saved.get("prompt") or {"add_bos": self.backbone.add_bos, "max_history": settings.max_history,
+                                         "with_embeddings": settings.use_embeddings}
+        return Trained(model, settings, self.encoder().with_config(prompt), stage)
+
+
+def _changed(saved: dict | None, config: dict) -> list[str]:
+    saved = saved or {}
+    return sorted(k for k in set(config) | set(saved) if saved.get(k) != config.get(k)) or ["the run"]
+
+
+def ensure_wals(folder: Path, profile, split, show_progress: bool = True):
+    """Fits WALS on the training interactions once per run directory; later stages reuse it."""
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    folder = Path(folder)
+    config = WALSConfig.from_profile(profile)
+    if (folder / "wals.json").exists():
+        model, info = WALS.load(folder)
+        check_matches(info["config"], asdict(config), f"WALS factors in {folder}")
+        check_matches(info, {"dataset": split.data.name, "indexing": split.data.indexing}, f"WALS factors in {folder}")
+        return model
+    model = WALS(config).fit(split.train_matrix(), show_progress=show_progress)
+    model.save(folder, {"dataset": split.data.name, "indexing": split.data.indexing, "indexing_seed": split.data.seed})
+    return model
+
+
+def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None = None, stage: int | None = None,
+               show_progress: bool = True) -> Run:
+    """Reopens a run directory with the profile and dataset it was trained with.
+
+    The profile and dataset are read from a finished stage's ``config.json`` (the one named,
+    else any) or, for a run holding only WALS factors, from ``wals/wals.json``.
+    """
+    from llmrec_lite.profiles import get_profile
+
+    run_dir = Path(run_dir)
+    if variant is not None and stage is not None:
+        candidates = [run_dir / Variant.parse(variant).name / f"stage{stage}" / "config.json"]
+    else:
+        candidates = sorted(run_dir.glob("*/stage*/config.json"))
+    configs = [p for p in candidates if p.exists()]
+    if not configs:
+        what = f"{Variant.parse(variant)} stage {stage}" if variant is not None and stage is not None else "a trained stage"
+        raise FileNotFoundError(f"{run_dir} holds no {what} (no config.json found): train into it first "
+                                f"(python -m llmrec_lite train ... --out {run_dir}).")
+    saved = read_json(configs[0])
+    return Run.open(get_profile(saved["profile"]), None if path else saved["dataset"], run_dir, data_dir=data_dir,
+                    path=path, show_progress=show_progress)
