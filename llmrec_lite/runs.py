@@ -115,6 +115,15 @@ class Run:
             backbone = load_backbone(BackboneSettings.from_profile(profile), device=resolve_device(profile.device))
         return cls(out, profile, data, split, wals, backbone)
 
+    def at(self, out) -> "Run":
+        """The same data, factors and backbone with another run directory (its ``wals/`` is
+        written there too, so the directory is self-contained)."""
+        other = Run(out, self.profile, self.data, self.split, self.wals, self.backbone)
+        if not (other.wals_dir / "wals.json").exists():
+            self.wals.save(other.wals_dir, {"dataset": self.data.name, "indexing": self.data.indexing,
+                                            "indexing_seed": self.data.seed})
+        return other
+
     # ----------------------------------------------------------------------- layout
 
     @property

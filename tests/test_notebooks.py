@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from sync_notebooks import chapters, to_notebook  # noqa: E402
 
+import chapter_checks  # noqa: E402  (tests/ is on sys.path under pytest's rootdir-relative imports)
+
 CHAPTERS = chapters()
 
 
@@ -66,3 +68,8 @@ def test_chapter_runs_on_smoke_profile(md, tmp_path, monkeypatch):
     # the smoke profile really was used: the setup banner names it
     banner = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "profile=smoke" in banner
+    # and what it computed is right: its glued numbers, read back and checked
+    glued = chapter_checks.glued_values(nb)
+    check = getattr(chapter_checks, "check_" + md.stem, None)
+    assert check is not None, f"tests/chapter_checks.py has no check_{md.stem}: every chapter's numbers are checked"
+    check(glued, tmp_path / "runs" / "smoke")
