@@ -25,7 +25,7 @@ def test_metrics_recomputed_from_dump_equal_the_report(tmp_path, output, mask):
     run = tmp_path / "run"
     _cli("train", "--dataset", "lastfm", "--profile", "smoke", "--stage", "1", "--out", str(run), "--output", output)
     dump = tmp_path / "rankings.jsonl"
-    args = ["evaluate", "--run", str(run), "--output", output, "--model-stage", "1", "--task", "sequential",
+    args = ["evaluate", "--run", str(run), "--output", output, "--stage", "1", "--task", "sequential",
             "--template", "unseen", "--users", "12", "--dump-rankings", str(dump)]
     report = _cli(*args, *(["--mask-history"] if mask else []))
     records = [json.loads(line) for line in dump.read_text().splitlines()]
@@ -35,3 +35,4 @@ def test_metrics_recomputed_from_dump_equal_the_report(tmp_path, output, mask):
     for key, value in recomputed.items():
         assert report[key] == value, key
     assert report["template"] == "sequential-unseen"
+    assert report["stage"] == report["model_stage"] == 1 and report["targets"] == "test"

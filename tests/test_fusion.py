@@ -210,5 +210,8 @@ def test_model_joins_a_cuda_backbone_and_evaluates(split, tiny_llama_folder, out
     backbone = B.load_backbone(B.BackboneSettings(kind="gpu", model_path=str(tiny_llama_folder)), device="cuda")
     model = model_for(split, output=output, backbone=backbone)
     assert model.user_factors.device.type == "cuda" and model.projectors.user.fc1.weight.device.type == "cuda"
-    ev = evaluate_model(model, split, users=range(split.num_users), show_progress=False)
+    from llmrec_lite.prompts import PromptEncoder
+
+    ev = evaluate_model(model, PromptEncoder.for_backbone(split, backbone), users=range(split.num_users),
+                        show_progress=False)
     assert ev.metrics["users"] == split.num_users
