@@ -8,7 +8,13 @@ trusted for:
 - *trustworthiness* (scikit-learn): how well a 2-D layout keeps each point's neighbours;
 - *nearest-token cosine*: for each projected item, the cosine similarity to the closest real
   token embedding of the backbone (does the projector write vectors the LLM has seen before?);
-- *norms* of the projected vectors against the token embeddings'.
+- *norms* of the projected vectors against the token embeddings';
+- *neighbour popularity*: whether popular items sit next to popular items in the original
+  space (measured there, not read off a picture).
+
+:func:`explorer_inputs` gathers what the chapter lays out from a :class:`~llmrec_lite.runs.Run`
+and its trained models: the most popular items, their vectors at each point, popularity,
+attribute labels and hover text.
 """
 
 from __future__ import annotations
@@ -40,6 +46,34 @@ def trustworthiness(vectors, layout, n_neighbors: int = 10, metric: str = "cosin
     return float(tw(vectors, layout, n_neighbors=n_neighbors, metric=metric))
 
 
+POPULARITY_NEIGHBOURS = 10  # neighbours per item in :func:`neighbour_popularity`
+
+
+def neighbour_popularity(vectors, popularity, k: int = POPULARITY_NEIGHBOURS) -> float:
+    """Spearman correlation between an item's popularity and its neighbours' (log scale).
+
+    Each item's ``k`` nearest neighbours (cosine, the item itself excluded) are found in the
+    original space; the correlation is taken between ``log(1 + popularity)`` of the item and
+    the mean of its neighbours'. A large value means popular items sit with popular items.
+
+    Args:
+        vectors: ``(items, dim)`` item vectors.
+        popularity: Training popularity of the same items.
+        k: Neighbours per item (capped at ``items - 1``).
+
+    Returns:
+        The correlation in [-1, 1] (``nan`` when every item has the same popularity).
+    """
+    from scipy.stats import spearmanr
+
+    v = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors), dtype=torch.float32), dim=1)
+    sim = v @ v.T
+    sim.fill_diagonal_(-2.0)  # below any cosine: an item is not its own neighbour
+    nn_idx = sim.topk(max(1, min(k, len(v) - 1)), dim=1).indices.numpy()
+    log_pop = np.log1p(np.asarray(popularity, dtype=np.float64))
+    return float(spearmanr(log_pop, log_pop[nn_idx].mean(1)).correlation)
+
+
 def nearest_token_cosine(vectors, token_embeddings, batch_size: int = 1024) -> np.ndarray:
     """For each vector, the largest cosine similarity to any token embedding."""
     v = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors), dtype=torch.float32), dim=1)
@@ -49,6 +83,7 @@ def nearest_token_cosine(vectors, token_embeddings, batch_size: int = 1024) -> n
 
 
 def norm_summary(vectors) -> dict:
+    """Mean, standard deviation and 5th/95th percentiles of the vectors' L2 norms."""
     norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
     return {"mean": float(norms.mean()), "std": float(norms.std()), "p5": float(np.percentile(norms, 5)),
             "p95": float(np.percentile(norms, 95))}
@@ -92,6 +127,153 @@ def joint_token_layout(projected, token_sample, n_neighbors: int = 15, seed: int
     both = np.concatenate([np.asarray(token_sample, np.float32), np.asarray(projected, np.float32)])
     layout = umap_layout(both, n_neighbors=n_neighbors, seed=seed, n_epochs=n_epochs)
     return layout[: len(token_sample)], layout[len(token_sample) :]
+
+
+def measures_table(views: dict[str, View], popularity, k: int = POPULARITY_NEIGHBOURS):
+    """One row per view: dimension, trustworthiness, neighbour popularity, mean norm and mean
+    nearest-token cosine (``None`` for vectors outside the backbone's space).
+
+    Args:
+        views: :func:`build_views`'s result.
+        popularity: Popularity of the laid-out items (as for :func:`neighbour_popularity`).
+        k: Neighbours per item for :func:`neighbour_popularity`.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, view in views.items():
+        cos = view.nearest_token_cosine
+        rows.append({"vectors": name, "dimension": view.vectors.shape[1],
+                     "UMAP trustworthiness": view.trustworthiness,
+                     "popularity of neighbours (Spearman)": neighbour_popularity(view.vectors, popularity, k),
+                     "mean norm": view.norms["mean"],
+                     "nearest-token cosine (mean)": None if cos is None else float(cos.mean())})
+    return pd.DataFrame(rows).set_index("vectors")
+
+
+# --------------------------------------------------------------------------- inputs from a run
+
+
+WALS_VIEW = "WALS item factors"
+
+
+def projected_view(stage: int) -> str:
+    """The name of the view of item vectors projected by a stage's model."""
+    return f"projected, stage {stage}"
+
+
+def most_popular(popularity, num_items: int | None) -> np.ndarray:
+    """Indices of the ``num_items`` most popular items, in item order (``None``: all items).
+
+    Ties are broken by item index (stable sort), so the selection is deterministic.
+    """
+    popularity = np.asarray(popularity)
+    if num_items is None or num_items >= len(popularity):
+        return np.arange(len(popularity))
+    return np.sort(np.argsort(-popularity, kind="stable")[:num_items])
+
+
+def hover_texts(data, items, popularity, attributes: dict[int, list[int]], max_attributes: int = 6) -> list[str]:
+    """Hover text per item: its text, training popularity and first attributes.
+
+    Args:
+        data: The :class:`~llmrec_lite.data.InteractionData` (for ``item_text``).
+        items: Item indices.
+        popularity: Popularity of *every* item (indexed by item).
+        attributes: ``{item index: [attribute id, ...]}`` of every item.
+    """
+    return [f"{data.item_text(int(i))}<br>popularity {int(popularity[i])}<br>attributes "
+            f"{attributes.get(int(i), [])[:max_attributes]}" for i in items]
+
+
+@dataclass
+class ExplorerInputs:
+    """What the explorer lays out: a set of items and what is known about each.
+
+    Rows of every array follow ``shown``.
+
+    Attributes:
+        shown: Item indices laid out (the most popular, in item order).
+        item_sets: ``{view name: (len(shown), dim) vectors}``: the WALS factors and their
+            projection by each stage's model.
+        popularity: Training popularity of the shown items.
+        labels: Attribute label per shown item (see :func:`attribute_labels`).
+        hover: Hover text per shown item.
+        position: ``{item index: row}`` for the shown items.
+        tokens: The backbone's token embeddings (vocab x hidden).
+    """
+
+    shown: np.ndarray
+    item_sets: dict[str, np.ndarray]
+    popularity: np.ndarray
+    labels: list[str]
+    hover: list[str]
+    position: dict[int, int]
+    tokens: np.ndarray
+
+    def rows_of(self, items) -> list[int]:
+        """Rows of the given items, skipping those not laid out (only those can be highlighted)."""
+        return [self.position[int(i)] for i in items if int(i) in self.position]
+
+    def highlights(self, evaluation, split, limit: int = 50) -> dict[int, tuple[list[int], int, list[int]]]:
+        """``user -> (history rows, test-item row, top-10 rows)`` for :class:`Explorer`.
+
+        Only users whose test item is laid out are kept, the first ``limit`` of them.
+
+        Args:
+            evaluation: An :class:`~llmrec_lite.evaluate.Evaluation` (users, gold items, top lists).
+            split: The split the evaluation used (for the users' histories).
+        """
+        out = {}
+        for u, gold, top in zip(evaluation.users, evaluation.gold, evaluation.top_items):
+            if int(gold) in self.position:
+                out[int(u)] = (self.rows_of(split.history(int(u))), self.position[int(gold)], self.rows_of(top))
+            if len(out) >= limit:
+                break
+        return out
+
+    def token_sample(self, size: int, seed: int = 0) -> np.ndarray:
+        """A seeded sample of ``size`` token embeddings (all of them when there are fewer)."""
+        rng = np.random.default_rng(seed)
+        return self.tokens[rng.choice(len(self.tokens), size=min(size, len(self.tokens)), replace=False)]
+
+
+def explorer_inputs(run, models: dict, num_items: int | None = None,
+                    attributes: dict[int, list[int]] | None = None) -> ExplorerInputs:
+    """The explorer's items and vectors for one run.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` (data, split, WALS factors, backbone).
+        models: ``{stage: trained model}``: :class:`~llmrec_lite.runs.Trained` models (or
+            fusion models) whose item projector maps the WALS factors.
+        num_items: How many of the most popular items to lay out (``None``: all). UMAP on a
+            2-core machine cannot lay out every item of a large catalogue.
+        attributes: Item attributes; default: the dataset's
+            (:func:`llmrec_lite.data.load_attributes`).
+    """
+    if attributes is None:
+        from llmrec_lite.data import load_attributes
+
+        attributes = load_attributes(run.data)
+    all_popularity = run.data.item_popularity(run.split.train)
+    shown = most_popular(all_popularity, num_items)
+    factors = run.wals.item_factors[torch.as_tensor(shown)]
+    item_sets = {WALS_VIEW: factors.detach().cpu().float().numpy()}
+    with torch.no_grad():
+        for stage, trained in sorted(models.items()):
+            model = getattr(trained, "model", trained)
+            projector = model.projectors.item
+            device = next(projector.parameters()).device
+            item_sets[projected_view(stage)] = projector(factors.to(device)).float().cpu().numpy()
+    return ExplorerInputs(
+        shown=shown,
+        item_sets=item_sets,
+        popularity=all_popularity[shown],
+        labels=attribute_labels({k: attributes.get(int(i), []) for k, i in enumerate(shown)}, len(shown)),
+        hover=hover_texts(run.data, shown, all_popularity, attributes),
+        position={int(i): k for k, i in enumerate(shown)},
+        tokens=run.backbone.token_embeddings().detach().float().cpu().numpy(),
+    )
 
 
 # --------------------------------------------------------------------------- display
@@ -152,6 +334,43 @@ def static_figure(views: dict[str, View], popularity: np.ndarray, labels: list[s
     fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.15, yanchor="top")],
                       title=f"{names[0]}: trustworthiness {views[names[0]].trustworthiness:.3f}",
                       xaxis_title="UMAP 1", yaxis_title="UMAP 2", margin=dict(t=110))
+    return fig
+
+
+def token_layout_figure(token_xy: np.ndarray, item_xy: np.ndarray, popularity, hover: list[str],
+                        items_name: str = "projected items, stage 2"):
+    """Token embeddings (grey) and projected items (coloured by popularity) in one layout
+    (see :func:`joint_token_layout`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=token_xy[:, 0], y=token_xy[:, 1], mode="markers", name="token embeddings (sample)",
+                               marker=dict(size=3, color="lightgray"), hoverinfo="skip"))
+    fig.add_trace(go.Scattergl(x=item_xy[:, 0], y=item_xy[:, 1], mode="markers", name=items_name,
+                               marker=dict(size=4, color=np.log1p(popularity), colorscale="Viridis", showscale=True,
+                                           colorbar=dict(title="log(1+pop)")),
+                               text=hover, hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=f"Tokens and {items_name} in one UMAP layout", xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+    return fig
+
+
+def nearest_token_histogram(views: dict[str, View], names: list[str] | None = None):
+    """Overlaid histograms of each item's cosine to its nearest token, one per view.
+
+    Args:
+        views: :func:`build_views`'s result.
+        names: The views to show (default: every view that has nearest-token cosines).
+    """
+    import plotly.graph_objects as go
+
+    names = [n for n, v in views.items() if v.nearest_token_cosine is not None] if names is None else names
+    fig = go.Figure()
+    for name in names:
+        view = views[name]
+        if view.nearest_token_cosine is not None:
+            fig.add_trace(go.Histogram(x=view.nearest_token_cosine, name=name, opacity=0.6, nbinsx=60))
+    fig.update_layout(barmode="overlay", title="Cosine similarity of each projected item to its nearest real token",
+                      xaxis_title="cosine to nearest token", yaxis_title="items")
     return fig
 
 

@@ -98,3 +98,37 @@ def test_run_smoke_pipeline_writes_results_and_reuses_them(tmp_path):
     _, second, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
     again = json.loads((out / "results.json").read_text())
     assert [r["hr@10"] for r in again["rows"]] == [r["hr@10"] for r in saved["rows"]]
+
+
+def test_usage_errors_end_with_a_json_line():
+    code, out, err = run_cli("evaluate", "--no-such-flag", check=False)
+    assert code == 2 and "error" in out and "usage" in err
+
+
+def test_json_line_has_no_nan(s3rec_file):
+    # zero iterations: the loss history is empty; the JSON line must stay valid JSON (null, not NaN)
+    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", "wals", "--path", str(s3rec_file), "--factors", "4",
+                           "--iterations", "0"], capture_output=True, text=True)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "NaN" not in last and "Infinity" not in last
+    json.loads(last)
+
+
+def test_targets_flag_and_its_deprecated_name(s3rec_file):
+    common = ("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "2")
+    _, new, _ = run_cli(*common, "--targets", "valid")
+    _, old, err = run_cli(*common, "--stage", "valid")
+    assert new["targets"] == old["targets"] == "valid" and new["hr@10"] == old["hr@10"]
+    assert "deprecated" in err
+
+
+@needs_real_data
+@pytest.mark.data
+def test_results_rows_keep_their_training_stage(tmp_path):
+    out = tmp_path / "run"
+    run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    llm = [r for r in rows if r["variant"] != "classic"]
+    assert {r["stage"] for r in llm} == {1, 2}
+    assert all(r["stage"] == (1 if r["model"].endswith("stage 1") else 2) for r in llm)
+    assert all(r["targets"] == "test" for r in rows)
