@@ -27,9 +27,9 @@ from llmrec_lite.fileio import write_json
 from llmrec_lite.fusion import FusionModel
 from llmrec_lite.generation import ItemTrie, constrained_beam_search
 from llmrec_lite.profiles import get_profile
-from llmrec_lite.prompts import collate, encode, render
+from llmrec_lite.prompts import collate
+from llmrec_lite.runs import Run, projector_overrides
 from llmrec_lite.templates import get_template
-from llmrec_lite.train import load_trained, prepare_run
 
 
 def hf_generate_top(model, batch, trie: ItemTrie, num_beams: int) -> list[list[int]]:
@@ -83,19 +83,20 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
-    run = Path(args.run) if args.run else Path("/tmp") / f"llmrec-bench-{args.profile}-{args.dataset}"
-    ctx = prepare_run(profile, args.dataset, run, show_progress=False)
+    folder = Path(args.run) if args.run else Path("/tmp") / f"llmrec-bench-{args.profile}-{args.dataset}"
+    run = Run.open(profile, args.dataset, folder, show_progress=False)
     if args.run:
-        model, _ = load_trained(ctx, run, "text-id", 2)
+        trained = run.load("text-id", 2)
+        model, encoder = trained.model, trained.encoder  # prompted as in its training
     else:
-        model = FusionModel(ctx.backbone, ctx.wals.user_factors, ctx.wals.item_factors, output="text-id",
-                            projector_config=profile.projector_config()).eval()
-    tok = ctx.backbone.tokenizer
-    trie = ItemTrie.from_catalogue(ctx.data, tok)
-    users = evaluation_users(ctx.split, args.users, seed=profile.seed)
+        model = FusionModel(run.backbone, run.wals.user_factors, run.wals.item_factors, output="text-id",
+                            projector_config=projector_overrides(profile)).eval()
+        encoder = run.encoder()
+    tok = run.backbone.tokenizer
+    trie = ItemTrie.from_catalogue(run.data, tok)
+    users = evaluation_users(run.split, args.users, seed=profile.seed)
     template = get_template("sequential", "seen")
-    encoded = [encode(render(template, ctx.data, int(u), ctx.split.history(int(u)), None, True, profile.max_history), tok,
-                      add_bos=ctx.backbone.add_bos) for u in users]
+    encoded = [encoder.for_user(template, int(u)) for u in users]
 
     def batches(size):
         return [collate(encoded[i : i + size], tok.pad_token_id, with_response=False) for i in range(0, len(encoded), size)]
@@ -113,7 +114,7 @@ def main(argv=None) -> dict:
         "benchmark": "eval",
         "dataset": args.dataset,
         "profile": args.profile,
-        "backbone": ctx.backbone.source,
+        "backbone": run.backbone.source,
         "trained_model": bool(args.run),
         "users": len(users),
         "num_beams": args.beams,

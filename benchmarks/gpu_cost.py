@@ -40,10 +40,12 @@ from llmrec_lite.device import describe_machine
 from llmrec_lite.evaluate import evaluate_model, evaluation_users
 from llmrec_lite.fileio import write_json
 from llmrec_lite.profiles import get_profile
-from llmrec_lite.prompts import encode, render
+from llmrec_lite.batching import training_steps
+from llmrec_lite.prompts import render
+from llmrec_lite.runs import Run, ensure_wals
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import TASKS, all_templates, get_template
-from llmrec_lite.train import RunContext, ensure_stage, ensure_wals, load_trained, read_log
+from llmrec_lite.train import TrainSettings
 
 SHAPES = {
     "openllama-3b": B.OPENLLAMA_3B_CONFIG,
@@ -105,24 +107,24 @@ def main(argv=None) -> dict:
     build_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    backbone = B.load_backbone(profile.backbone_settings(model_path=str(folder)), device=args.device)
+    backbone = B.load_backbone(B.BackboneSettings.from_profile(profile, model_path=str(folder)), device=args.device)
     load_seconds = time.perf_counter() - start
-    wals = ensure_wals(work / "run", profile, split, show_progress=False)
-    ctx = RunContext(profile, data, split, wals, backbone)
+    wals = ensure_wals(work / "run" / "wals", profile, split, show_progress=False)
+    run = Run(work / "run", profile, data, split, wals, backbone)
     cuda = args.device == "cuda"
     samples = args.steps * profile.batch_size // len(TASKS)
-    lengths = [len(encode(render(get_template("sequential", 0), data, u, split.history(u), None, True, profile.max_history),
-                          backbone.tokenizer, add_bos=True).input_ids) for u in range(min(200, split.num_users))]
+    encoder = run.encoder()
+    lengths = [len(encoder.for_user(get_template("sequential", 0), u).input_ids) for u in range(min(200, split.num_users))]
 
     runs = []
     for output in ("item-token", "text-id"):
         for stage in (1, 2):
-            settings = profile.train_settings(stage, output, samples_per_task=samples, epochs=1, val_users=32,
-                                              eval_every=10**9, checkpoint_every=10**9)
+            settings = run.settings(output, stage, samples_per_task=samples, epochs=1, val_users=32,
+                                    eval_every=10**9, checkpoint_every=10**9)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
-            result = ensure_stage(ctx, settings, work / "run", show_progress=False)
-            log = read_log(work / "run", output, stage)
+            result = run.ensure(settings, show_progress=False)
+            log = run.read_log(output, stage)
             step_seconds = np.diff([r["seconds"] for r in log])[2:]  # the first steps pay one-off costs
             runs.append({
                 "output": output, "stage": stage, "steps": result["steps"],
@@ -135,19 +137,19 @@ def main(argv=None) -> dict:
 
     evals = []
     for output, n in (("item-token", args.eval_users), ("text-id", args.beam_users)):
-        model, _ = load_trained(ctx, work / "run", output, 2)
+        trained = run.load(output, 2)
         users = evaluation_users(split, n, seed=args.seed)
-        ev = evaluate_model(model, split, task="sequential", template="seen", users=users, show_progress=False)
+        ev = evaluate_model(trained, task="sequential", template="seen", users=users, show_progress=False)
         evals.append({"output": output, "users": int(len(users)), "users_per_second": ev.metrics["users_per_second"],
                       "num_beams": ev.metrics.get("num_beams")})
         print(json.dumps(evals[-1]), file=sys.stderr)
-        del model
+        del trained
 
     trainable = max(r["trainable_parameters"]["total"] - r["trainable_parameters"].get("lora", 0) for r in runs)
     estimate = B.estimate_training_memory(shape, backbone.settings, profile.batch_size, int(np.percentile(lengths, 95)),
                                           trainable_extra=trainable)
-    # the profile's full budget: OpenP5's 20 % of the rendered prompts per task, 2 epochs per stage
-    full_steps = 2 * sum(int(profile.sample_ratio * split.num_train_samples) for _ in TASKS) // profile.batch_size
+    # the profile's full budget (OpenP5's share of the rendered prompts and epochs, from the profile)
+    full_steps = training_steps(TrainSettings.from_profile(profile, 1, "item-token"), split.num_train_samples)
     per_output = {}
     for output in ("item-token", "text-id"):
         s = [r["seconds_per_step"] for r in runs if r["output"] == output]
