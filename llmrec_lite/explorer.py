@@ -131,7 +131,7 @@ def joint_token_layout(projected, token_sample, n_neighbors: int = 15, seed: int
 
 def measures_table(views: dict[str, View], popularity, k: int = POPULARITY_NEIGHBOURS):
     """One row per view: dimension, trustworthiness, neighbour popularity, mean norm and mean
-    nearest-token cosine (``None`` for vectors outside the backbone's space).
+    nearest-token cosine (NaN for vectors outside the backbone's space).
 
     Args:
         views: :func:`build_views`'s result.

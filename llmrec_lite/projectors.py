@@ -25,6 +25,7 @@ from torch import nn
 
 from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_tensors
 from llmrec_lite.fileio import atomic_path, write_json
+from llmrec_lite.profiles import Profile
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 CONFIG_NAME = "projectors.json"
@@ -49,13 +50,21 @@ class ProjectorConfig:
 
     cf_dim: int
     hidden_size: int
-    hidden_dim: int = 1024
-    activation: str = "gelu"
+    hidden_dim: int = Profile.projector_hidden  # defaults: the profiles' (llmrec_lite.profiles)
+    activation: str = Profile.projector_activation
     dropout: float = 0.0
     dataset: str = ""
     num_users: int = 0
     num_items: int = 0
     wals_fingerprint: str = ""
+
+    @classmethod
+    def from_profile(cls, profile: Profile, cf_dim: int, hidden_size: int, **overrides) -> "ProjectorConfig":
+        """The projectors a profile asks for, between ``cf_dim`` CF factors and a ``hidden_size`` backbone."""
+        base = dict(cf_dim=cf_dim, hidden_size=hidden_size, hidden_dim=profile.projector_hidden,
+                    activation=profile.projector_activation)
+        base.update(overrides)
+        return cls(**base)
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:

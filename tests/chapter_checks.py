@@ -156,9 +156,99 @@ def check_08_explorer(glued: dict, run_root: Path) -> None:
     factors = run.wals.item_factors[torch.as_tensor(shown)]
     assert close(glued["np_wals"], E.neighbour_popularity(factors.numpy(), popularity[shown]), tol=1e-4)
     with torch.no_grad():
-        projected = run.load(ITEM_TOKEN, 2).model.projectors.item(factors).numpy()
+        projected = {s: run.load(ITEM_TOKEN, s).model.projectors.item(factors).numpy() for s in (1, 2)}
     tokens = run.backbone.token_embeddings().detach().float().numpy()
-    assert close(glued["np_s2"], E.neighbour_popularity(projected, popularity[shown]), tol=1e-4)
-    assert close(glued["norm_s2"], np.linalg.norm(projected, axis=1).mean(), tol=1e-4)
+    assert close(glued["np_s2"], E.neighbour_popularity(projected[2], popularity[shown]), tol=1e-4)
+    assert close(glued["norm_s2"], np.linalg.norm(projected[2], axis=1).mean(), tol=1e-4)
     assert close(glued["token_norm"], np.linalg.norm(tokens, axis=1).mean(), tol=1e-4)
-    assert close(glued["ntc_s2"], E.nearest_token_cosine(projected, tokens).mean(), tol=1e-4)
+    for s in (1, 2):
+        assert close(glued[f"ntc_s{s}"], E.nearest_token_cosine(projected[s], tokens).mean(), tol=1e-4)
+    # the layouts are seeded: the same settings give the same trustworthiness
+    views = E.build_views({"wals": factors.numpy(), "s2": projected[2]}, n_neighbors=15, seed=profile.seed,
+                          n_epochs=profile.umap_epochs)
+    assert close(glued["tw_wals"], views["wals"].trustworthiness, tol=1e-4)
+    assert close(glued["tw_s2"], views["s2"].trustworthiness, tol=1e-4)
+
+
+def check_01_data(glued, run_root):
+    _, data, split = _smoke_split()
+    assert (glued["main_users"], glued["main_items"], glued["main_interactions"]) == (
+        data.num_users, data.num_items, data.num_interactions)
+    assert close(glued["main_density"], 100 * data.num_interactions / (data.num_users * data.num_items))
+    assert glued["main_name"] == data.display_name
+    assert 0 < glued["top10_share_main"] <= 100
+
+
+def check_02_wals(glued, run_root):
+    import torch
+
+    from llmrec_lite.metrics import evaluate_dot_product
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    profile, data, split = _smoke_split()
+    config = WALSConfig.from_profile(profile)
+    assert (glued["k"], glued["iters"], glued["alpha"]) == (config.num_factors, config.iterations, config.alpha)
+    torch.manual_seed(profile.seed)
+    model = WALS(config).fit(split.train_matrix(), show_progress=False)
+    metrics = evaluate_dot_product(model.user_factors, model.item_factors, split)
+    # the same fit in this process; a few users of slack for another thread count's rounding
+    slack = 3 / data.num_users
+    assert abs(glued["main_hr10"] - metrics["hr@10"]) <= slack
+    assert abs(glued["main_hr10_masked"] - metrics["hr@10_masked"]) <= slack
+    assert is_rate(glued["hr_torch"]) and is_rate(glued["hr_implicit"])
+
+
+def check_03_projectors(glued, run_root):
+    from llmrec_lite.backbone import BackboneSettings, load_backbone
+    from llmrec_lite.projectors import ProjectorConfig, Projectors
+
+    profile, _, _ = _smoke_split()
+    hidden = load_backbone(BackboneSettings.from_profile(profile)).hidden_size
+    config = ProjectorConfig.from_profile(profile, cf_dim=profile.wals_factors, hidden_size=hidden)
+    assert (glued["k"], glued["d"], glued["h"]) == (config.cf_dim, config.hidden_size, config.hidden_dim)
+    assert glued["proj_params"] == Projectors(config).num_parameters()["total"]
+    # calibration puts the projected items at the token embeddings' mean norm
+    assert close(glued["cal_mean"], glued["tok_mean"], tol=1e-3)
+
+
+def check_04_prompts(glued, run_root):
+    profile, data, _ = _smoke_split()
+    assert glued["max_history"] == profile.max_history and glued["num_items"] == data.num_items
+    # a slot is one position; an id as text is several tokens
+    assert 0 < glued["seq_slots_len"] < glued["seq_text_len"]
+    assert glued["target_tokens"] > 1
+
+
+def check_05_training(glued, run_root):
+    import math
+
+    from llmrec_lite.train import TrainSettings
+
+    profile, data, split = _smoke_split()
+    expected = {f"{o} {s}": TrainSettings.from_profile(profile, s, o).total_steps(split.num_train_samples)
+                for o in ("item-token", "text-id") for s in (1, 2)}
+    assert glued["planned_steps"] == glued["trained_steps"] == expected
+    assert close(glued["log_items"], math.log(data.num_items))
+    for key in ("item_token_val_first", "item_token_val_last", "text_id_val_first", "text_id_val_last"):
+        assert 0 < glued[key] < 50, key
+    gpu = __import__("llmrec_lite.profiles", fromlist=["get_profile"]).get_profile("gpu")
+    assert glued["gpu_steps"] == TrainSettings.from_profile(gpu, 1, "item-token").total_steps(split.num_train_samples) > 0
+
+
+def check_06_evaluation(glued, run_root):
+    import json
+
+    import numpy as np
+
+    from llmrec_lite.metrics import metrics_from_ranks
+
+    profile, _, split = _smoke_split()
+    assert glued["eval_users"] == profile.eval_users
+    cached = [json.loads(p.read_text()) for p in (run_root / "lastfm" / "eval").glob("item-token-stage2-sequential-seen-plain-*.json")]
+    assert len(cached) == 1
+    recomputed = metrics_from_ranks(np.array(cached[0]["ranks"]))
+    assert glued["eval_hr10"] == recomputed["hr@10"] == cached[0]["metrics"]["hr@10"]
+    assert glued["rec_matches_eval"] is True
+    repeats = np.mean([int(split.test_targets[u]) in set(split.history(u).tolist()) for u in range(split.num_users)])
+    assert close(glued["repeat_share"], repeats)
+    assert is_rate(glued["beam_overlap"]) and is_rate(glued["beam_top1"]) and is_rate(glued["eval_hr10_masked"])
