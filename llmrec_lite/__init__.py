@@ -8,6 +8,13 @@ The package is the single home of the book's reusable code. Modules, one concept
 - :mod:`llmrec_lite.wals`: weighted ALS (reference, batched and CG solvers; ``implicit`` backend).
 - :mod:`llmrec_lite.metrics`: ranking metrics (HR@K, NDCG@K).
 - :mod:`llmrec_lite.profiles`: every hyper-parameter of the ``cpu``, ``gpu`` and ``smoke`` profiles.
+- :mod:`llmrec_lite.variants`: typed identities (output side and CF embeddings; stages; targets).
+- :mod:`llmrec_lite.prompts`: templates rendered into slots and text; :class:`~llmrec_lite.prompts.PromptEncoder`.
+- :mod:`llmrec_lite.fusion`: the fusion model and its two output sides.
+- :mod:`llmrec_lite.batching`, :mod:`llmrec_lite.train`: training batches and step counts; the training loop.
+- :mod:`llmrec_lite.checkpoints`: checkpoints and finished stages on disk.
+- :mod:`llmrec_lite.runs`: the run layer (a run directory, its data, factors, stages and trained models).
+- :mod:`llmrec_lite.evaluate`, :mod:`llmrec_lite.recommend`: catalogue ranking; the ``recommend`` entry point.
 - :mod:`llmrec_lite.device`: CPU/GPU selection.
 """
 

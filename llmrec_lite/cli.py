@@ -363,8 +363,6 @@ def _json_safe(value):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from llmrec_lite.backbone import BackboneUnavailableError  # noqa: F401  (a RuntimeError)
-
     try:
         result = args.func(args)
     except (KeyError, DataFormatError, FileNotFoundError, FileExistsError, registry.ChecksumError, RuntimeError,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
 from llmrec_lite.templates import get_template

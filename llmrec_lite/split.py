@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from llmrec_lite.data import InteractionData
 
-from llmrec_lite.variants import TARGETS, check_targets
+from llmrec_lite.variants import check_targets
 
 
 @dataclass(frozen=True)

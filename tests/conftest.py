@@ -45,3 +45,21 @@ needs_real_data = pytest.mark.skipif(
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_run(s3rec_file, tmp_path):
+    """A :class:`~llmrec_lite.runs.Run` on the tiny file: 8 WALS factors, the tiny random backbone,
+    the smoke profile."""
+    from fusion_fixtures import tiny_backbone
+
+    from llmrec_lite.data import load_dataset
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.runs import Run
+    from llmrec_lite.split import LeaveOneOutSplit
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    data = load_dataset(path=s3rec_file)
+    split = LeaveOneOutSplit.from_data(data)
+    wals = WALS(WALSConfig(num_factors=8, iterations=3)).fit(split.train_matrix(), show_progress=False)
+    return Run(tmp_path / "run", get_profile("smoke"), data, split, wals, tiny_backbone())

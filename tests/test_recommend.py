@@ -7,30 +7,24 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from llmrec_lite.data import load_dataset
 from llmrec_lite.evaluate import evaluate_model
 from llmrec_lite.metrics import top_k
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.recommend import ClassicRecommender, recommend
-from llmrec_lite.runs import Run
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.train import TrainSettings
-from llmrec_lite.wals import WALS, WALSConfig
+from llmrec_lite.wals import WALS
 
 from conftest import needs_real_data
-from fusion_fixtures import tiny_backbone
 
 PROFILE = get_profile("smoke")
 
 
 @pytest.fixture
-def run(s3rec_file, tmp_path):
-    data = load_dataset(path=s3rec_file)
-    split = LeaveOneOutSplit.from_data(data)
-    wals = WALS(WALSConfig(num_factors=8, iterations=3)).fit(split.train_matrix(), show_progress=False)
-    return Run(tmp_path / "run", PROFILE, data, split, wals, tiny_backbone())
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.mark.parametrize("exclude_seen", [True, False])

@@ -13,27 +13,21 @@ import torch
 
 from llmrec_lite.batching import training_steps
 from llmrec_lite.checkpoints import CheckpointMismatchError, CorruptCheckpointError
-from llmrec_lite.data import load_dataset
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import collate
 from llmrec_lite.runs import FinishedWorkError, Run
-from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import get_template
 from llmrec_lite.train import TrainSettings
 from llmrec_lite.wals import WALS, WALSConfig
 
 from conftest import needs_real_data
-from fusion_fixtures import tiny_backbone
 
 PROFILE = get_profile("smoke")
 
 
 @pytest.fixture
-def run(s3rec_file, tmp_path):
-    data = load_dataset(path=s3rec_file)
-    split = LeaveOneOutSplit.from_data(data)
-    wals = WALS(WALSConfig(num_factors=8, iterations=3)).fit(split.train_matrix(), show_progress=False)
-    return Run(tmp_path / "run", PROFILE, data, split, wals, tiny_backbone())
+def run(tiny_run):
+    return tiny_run
 
 
 def settings(stage, output="item-token", **kw):
