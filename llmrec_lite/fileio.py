@@ -20,6 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates 0600; the finished file gets the mode any other new file would (0644 under
+    # the usual umask), so a shared data directory or another user can read it
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -35,3 +38,41 @@ def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n")
     return Path(path)
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | os.PathLike, what: str, is_dir: bool = False) -> Path:
+    """Fails early, before any expensive work, when ``path`` cannot be written.
+
+    Args:
+        path: A file (its folder must exist) or, with ``is_dir``, a folder (created later if
+            missing; its nearest existing parent must be writable).
+        what: What the path is for, named in the message (e.g. ``"--dump-rankings"``).
+
+    Raises:
+        FileNotFoundError: a file's folder does not exist.
+        PermissionError: the folder (or its nearest existing parent) is not writable.
+    """
+    path = Path(path)
+    if is_dir:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{what} {path}: {existing} is a file, not a folder.")
+    else:
+        existing = path.parent
+        if not existing.is_dir():
+            raise FileNotFoundError(f"{what} {path}: the folder {existing} does not exist; create it first.")
+        if path.is_dir():
+            raise IsADirectoryError(f"{what} {path} is a folder; give a file name.")
+    try:  # a real write: permission bits say nothing for root or on a read-only file system
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{what} {path}: cannot write in {existing} ({err.strerror}); choose another place.") from err
+    return path

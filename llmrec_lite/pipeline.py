@@ -99,7 +99,7 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
             # identity after the metrics: the evaluation's own keys never overwrite the row's stage
             rows.append({**ev.metrics, "model": label, "variant": variant.name, "output": variant.output,
                          "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
-                         "template": template, "hr@10_ci95": [lo, hi],
+                         "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
                          "training_samples": training_samples(run, variant, stage)})
     for name, metrics in classic_baselines(run.split, run.wals, seed=run.profile.seed).items():
         rows.append({**metrics, "model": name, "variant": "classic", "output": None, "use_embeddings": None,
@@ -124,7 +124,7 @@ def results_markdown(rows: list[dict], header: str) -> str:
 
 
 def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, show_progress: bool = True, run=None,
-                 path=None) -> dict:
+                 path=None, display_name: str | None = None) -> dict:
     """Runs everything and writes ``results.json`` and ``results.md`` into ``out``.
 
     Args:
@@ -137,7 +137,8 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
 
     out = Path(out)
     if run is None:
-        run = Run.open(profile, dataset, out, data_dir=data_dir, path=path, show_progress=show_progress)
+        run = Run.open(profile, dataset, out, data_dir=data_dir, path=path, show_progress=show_progress,
+                       display_name=display_name)
     elif run.profile.name != profile.name or (dataset is not None and run.data.name != dataset):
         raise ValueError(f"The run is for {run.data.name!r} under profile {run.profile.name!r}, "
                          f"not {dataset!r} under {profile.name!r}; pass run=None to open the right one.")

@@ -94,6 +94,8 @@ def render(
     Raises:
         ValueError: a sequential template with an empty history, or an unknown user.
     """
+    if max_history is not None and max_history < 1:
+        raise ValueError(f"max_history={max_history!r}: a prompt shows at least 1 history item (or None for all).")
     if not 0 <= user < data.num_users:
         raise ValueError(f"Unknown user index {user}: {data.name} has users 0-{data.num_users - 1} (ids 1-{data.num_users}).")
     needs_history = "{history}" in template.text

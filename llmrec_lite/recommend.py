@@ -59,6 +59,8 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     from llmrec_lite.templates import get_template
 
     check_targets(targets)
+    if k < 1:
+        raise ValueError(f"k={k!r}: recommend at least 1 item.")
     users = _users(users)
     if isinstance(model, ClassicRecommender):
         split = model.split

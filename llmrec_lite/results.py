@@ -45,7 +45,8 @@ def hardware_label(machine: dict) -> str:
     """
     if machine.get("gpu"):
         return str(machine["gpu"])
-    return f"{machine.get('cpu_model') or machine.get('processor') or 'CPU'} ({machine.get('torch_threads', '?')} threads)"
+    cpu = machine.get("cpu_model") or machine.get("processor") or "CPU"
+    return f"{cpu} ({machine.get('torch_threads', '?')} threads)"
 
 
 def backbone_label(source: str) -> str:

@@ -93,7 +93,7 @@ class Run:
 
     @classmethod
     def open(cls, profile, dataset: str | None, out, data_dir=None, path=None, show_progress: bool = True,
-             backbone=None) -> "Run":
+             backbone=None, display_name: str | None = None) -> "Run":
         """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone.
 
         Args:
@@ -102,13 +102,18 @@ class Run:
             out: The run directory (created when missing).
             path: An S3Rec-format file of your own instead of ``dataset``.
             backbone: An already loaded backbone to reuse (else the profile's is loaded).
+            display_name: The dataset's name in prompts (default: the registry's or the file's stem).
+
+        Raises:
+            CheckpointMismatchError: ``out`` holds factors fitted on another file or with other settings.
         """
         from llmrec_lite.backbone import BackboneSettings, load_backbone
         from llmrec_lite.data import load_dataset
         from llmrec_lite.device import resolve_device
         from llmrec_lite.split import LeaveOneOutSplit
 
-        data = load_dataset(dataset, path=path, indexing=profile.indexing, seed=profile.seed, data_dir=data_dir)
+        data = load_dataset(dataset, path=path, indexing=profile.indexing, seed=profile.seed, data_dir=data_dir,
+                            display_name=display_name)
         split = LeaveOneOutSplit.from_data(data)
         wals = ensure_wals(Path(out) / "wals", profile, split, show_progress)
         if backbone is None:
@@ -120,8 +125,7 @@ class Run:
         written there too, so the directory is self-contained)."""
         other = Run(out, self.profile, self.data, self.split, self.wals, self.backbone)
         if not (other.wals_dir / "wals.json").exists():
-            self.wals.save(other.wals_dir, {"dataset": self.data.name, "indexing": self.data.indexing,
-                                            "indexing_seed": self.data.seed})
+            self.wals.save(other.wals_dir, wals_metadata(self.data))
         return other
 
     # ----------------------------------------------------------------------- layout
@@ -160,6 +164,7 @@ class Run:
         b = self.backbone
         return {
             "dataset": self.data.name,
+            "data": data_identity(self.data),
             "indexing": self.data.indexing,
             "profile": self.profile.name,
             "backbone": {"kind": b.settings.kind, "source": b.source, "hidden_size": b.hidden_size,
@@ -173,6 +178,15 @@ class Run:
 
     def _identity(self) -> dict:
         return {"wals_fingerprint": self.wals.fingerprint(), "dataset": self.data.name}
+
+    def _check_data(self, saved: dict, what: str) -> None:
+        """Refuses a stage trained on another file under the same dataset name."""
+        recorded = (saved.get("data") or {}).get("sha256")
+        if recorded and recorded != self.data.sha256:
+            raise CheckpointMismatchError(
+                f"The {what} were trained on another file named {self.data.name!r} (sha256 {recorded[:12]}..., "
+                f"this one {self.data.sha256[:12]}...). Use the file the run was made from, or another --out."
+            )
 
     # ----------------------------------------------------------------------- training
 
@@ -304,6 +318,7 @@ class Run:
         if not (folder / "final" / "result.json").exists():
             raise FileNotFoundError(f"No finished stage {stage} of {variant} in {self.out}: train it first.")
         saved = read_json(folder / "config.json")
+        self._check_data(saved, f"results in {folder}")
         check_matches(saved, self._identity(), f"results in {folder}")
         check_matches(saved["backbone"], {"kind": self.backbone.settings.kind, "hidden_size": self.backbone.hidden_size},
                       f"results in {folder} (backbone)")
@@ -318,6 +333,15 @@ class Run:
         return Trained(model, settings, self.encoder().with_config(prompt), stage)
 
 
+def data_identity(data) -> dict:
+    """What a run records about its data: enough to refuse another file and to reopen this one."""
+    from llmrec_lite import registry
+
+    return {"name": data.name, "display_name": data.display_name, "sha256": data.sha256,
+            "registered": data.name in registry.DATASETS and Path(data.source).parent.name == data.name,
+            "source": data.source}
+
+
 def _changed(saved: dict | None, config: dict) -> list[str]:
     saved = saved or {}
     return sorted(k for k in set(config) | set(saved) if saved.get(k) != config.get(k)) or ["the run"]
@@ -329,14 +353,27 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True):
 
     folder = Path(folder)
     config = WALSConfig.from_profile(profile)
+    data = split.data
     if (folder / "wals.json").exists():
         model, info = WALS.load(folder)
+        recorded = info.get("data_sha256")
+        if recorded and data.sha256 and recorded != data.sha256:
+            raise CheckpointMismatchError(
+                f"The WALS factors in {folder} were fitted on another file than {data.source} (sha256 differs), "
+                f"although both are called {data.name!r}. Use the file the run was made from, or another --out."
+            )
         check_matches(info["config"], asdict(config), f"WALS factors in {folder}")
-        check_matches(info, {"dataset": split.data.name, "indexing": split.data.indexing}, f"WALS factors in {folder}")
+        check_matches(info, {"dataset": data.name, "indexing": data.indexing}, f"WALS factors in {folder}")
         return model
     model = WALS(config).fit(split.train_matrix(), show_progress=show_progress)
-    model.save(folder, {"dataset": split.data.name, "indexing": split.data.indexing, "indexing_seed": split.data.seed})
+    model.save(folder, wals_metadata(data))
     return model
+
+
+def wals_metadata(data, **extra) -> dict:
+    """What ``wals.json`` records about the data the factors were fitted on."""
+    return {"dataset": data.name, "indexing": data.indexing, "indexing_seed": data.seed, "source": data.source,
+            "data_sha256": data.sha256, **extra}
 
 
 def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None = None, stage: int | None = None,
@@ -359,5 +396,11 @@ def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None 
         raise FileNotFoundError(f"{run_dir} holds no {what} (no config.json found): train into it first "
                                 f"(python -m llmrec_lite train ... --out {run_dir}).")
     saved = read_json(configs[0])
+    recorded = saved.get("data") or {}
+    if path is None and recorded and not recorded.get("registered", True):
+        path = recorded["source"]  # a run made from the user's own file reopens that file
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{run_dir} was made from {path}, which is no longer there: pass its new place "
+                                    "with --path.")
     return Run.open(get_profile(saved["profile"]), None if path else saved["dataset"], run_dir, data_dir=data_dir,
-                    path=path, show_progress=show_progress)
+                    path=path, show_progress=show_progress, display_name=recorded.get("display_name"))

@@ -106,7 +106,10 @@ def get_template(task: str, which: int | str) -> Template:
         return unseen_template(task)
     if which == "seen":
         which = 0
-    index = int(which)
+    try:
+        index = int(which)
+    except (TypeError, ValueError):
+        index = -1
     if not 0 <= index < NUM_TRAINING_TEMPLATES:
         raise ValueError(
             f"Template {which!r} does not exist: use 0-{NUM_TRAINING_TEMPLATES - 1} or '{UNSEEN}'."

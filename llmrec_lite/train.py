@@ -88,6 +88,18 @@ class TrainSettings:
         check_stage(self.stage)
         if self.output not in OUTPUTS:
             raise ValueError(f"Unknown output side {self.output!r}; choose item-token or text-id.")
+        for field, minimum in (("batch_size", 1), ("epochs", 1), ("grad_accum", 1), ("val_users", 1),
+                               ("eval_every", 1), ("checkpoint_every", 1), ("bucket_size", 1), ("max_history", 1)):
+            value = getattr(self, field)
+            if value is not None and value < minimum:
+                raise ValueError(f"Invalid training setting {field}={value!r}: it must be at least {minimum}.")
+        if self.samples_per_task is not None and self.samples_per_task < 1:
+            raise ValueError(f"Invalid training setting samples_per_task={self.samples_per_task!r}: a stage needs "
+                             "at least 1 prompt per task (an untrained model is no result).")
+        if not 0 < self.sample_ratio <= 1:
+            raise ValueError(f"Invalid training setting sample_ratio={self.sample_ratio!r}: it must be in (0, 1].")
+        if not self.lr > 0:
+            raise ValueError(f"Invalid training setting lr={self.lr!r}: it must be positive.")
         self.tasks = tuple(self.tasks)
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}.")
@@ -103,11 +115,14 @@ class TrainSettings:
         variant = Variant.parse(variant)
         check_stage(stage)
         budget = profile.item_token_samples if variant.output == "item-token" else profile.text_id_samples
-        samples = budget[stage - 1]
-        if variant.output == "text-id" and not variant.use_embeddings and stage == 2 and None not in budget:
-            samples = budget[0] + budget[1]
+        samples, ratio = budget[stage - 1], profile.sample_ratio
+        if variant.output == "text-id" and not variant.use_embeddings and stage == 2:
+            if None not in budget:
+                samples = budget[0] + budget[1]
+            elif samples is None:  # counts from the share of training prefixes: twice the share
+                ratio = min(1.0, 2 * profile.sample_ratio)
         base = dict(stage=stage, output=variant.output, use_embeddings=variant.use_embeddings,
-                    samples_per_task=samples, sample_ratio=profile.sample_ratio, epochs=profile.epochs,
+                    samples_per_task=samples, sample_ratio=ratio, epochs=profile.epochs,
                     batch_size=profile.batch_size, lr=profile.lr, weight_decay=profile.weight_decay,
                     warmup_ratio=profile.warmup_ratio, bf16=profile.train_bf16, val_users=profile.val_users,
                     eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,

@@ -93,8 +93,13 @@ class WALSConfig:
             raise ValueError(f"Unknown WALS backend {self.backend!r}; choose one of {BACKENDS}.")
         if self.solver not in SOLVERS:
             raise ValueError(f"Unknown WALS solver {self.solver!r}; choose one of {SOLVERS}.")
-        if self.num_factors < 1 or self.iterations < 0 or self.regularization < 0 or self.alpha < 0:
-            raise ValueError(f"Invalid WALS hyper-parameters: {self}")
+        for name, value, ok, rule in (("num_factors", self.num_factors, self.num_factors >= 1, "at least 1"),
+                                       ("iterations", self.iterations, self.iterations >= 1, "at least 1"),
+                                       ("regularization", self.regularization, self.regularization >= 0, "0 or more"),
+                                       ("alpha", self.alpha, self.alpha >= 0, "0 or more"),
+                                       ("cg_steps", self.cg_steps, self.cg_steps >= 1, "at least 1")):
+            if not ok:
+                raise ValueError(f"Invalid WALS setting {name}={value!r}: it must be {rule}.")
 
 
 # --------------------------------------------------------------------------- sparse helpers

@@ -106,7 +106,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     recorded = {(r["variant"], r["stage"]): r for r in training.values()}
     assert glued["text_samples"] == sum(recorded[(TEXT_ID.name, s)]["samples"] for s in (1, 2))
     ours = [stage_budget(profile, TEXT_ID, s, n) for s in (1, 2)]
-    assert glued["text_steps"] == sum(b["steps"] for b in ours) == sum(recorded[(TEXT_ID.name, s)]["steps"] for s in (1, 2))
+    recorded_steps = sum(recorded[(TEXT_ID.name, s)]["steps"] for s in (1, 2))
+    assert glued["text_steps"] == sum(b["steps"] for b in ours) == recorded_steps
     assert glued["text_samples"] == sum(b["prompts"] for b in ours)
     from llmrec_lite.batching import training_steps
     from llmrec_lite.train import TrainSettings
@@ -121,7 +122,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["lr"] == profile.lr and glued["openp5_lr"] == gpu.lr
 
     # validation losses: the recorded ones
-    val_cf, val_nocf = recorded[(ITEM_TOKEN.name, 2)]["final_val_loss"], recorded[(ITEM_TOKEN_TEXT.name, 2)]["final_val_loss"]
+    val_cf = recorded[(ITEM_TOKEN.name, 2)]["final_val_loss"]
+    val_nocf = recorded[(ITEM_TOKEN_TEXT.name, 2)]["final_val_loss"]
     assert close(glued["val_cf"], val_cf) and close(glued["val_nocf"], val_nocf)
     assert glued["val_verdict"] == ("lower" if val_cf < val_nocf else "not lower")
     assert close(glued["uniform_nats"], math.log(data.num_items))

@@ -99,3 +99,13 @@ def test_gpu_budget_has_real_step_counts():
     prompts = int(gpu.sample_ratio * split.num_train_samples)
     expected = gpu.epochs * -(-(2 * -(-prompts // gpu.batch_size)) // 1)
     assert training_steps(s, split.num_train_samples) == expected > 0
+
+
+def test_text_only_text_id_baseline_gets_both_stages_budget():
+    """Every variant spends the same total budget, whether counts or shares define it."""
+    for name in ("cpu", "gpu"):
+        profile = get_profile(name)
+        n = 49_281  # LastFM's training prefixes
+        with_cf = sum(training_steps(TrainSettings.from_profile(profile, s, "text-id"), n) for s in (1, 2))
+        text_only = training_steps(TrainSettings.from_profile(profile, 2, "text-id-text"), n)
+        assert abs(text_only - with_cf) <= 2 * profile.epochs, name  # rounding of one batch per task at most
