@@ -26,15 +26,18 @@ def prompts_per_task(settings, num_train_samples: int) -> int:
     return max(1, int(settings.sample_ratio * num_train_samples))
 
 
-def training_steps(settings, num_train_samples: int) -> int:
-    """Optimizer steps of a stage: tasks x batches per task, per epoch, over gradient accumulation.
+def training_steps(settings, num_train_samples: int, num_processes: int = 1) -> int:
+    """Optimizer steps of a stage: tasks x batches per task, per epoch, over gradient accumulation
+    (and over processes: with ``accelerate launch`` each step takes one batch per process).
 
     Args:
         settings: The stage's :class:`~llmrec_lite.train.TrainSettings`.
         num_train_samples: Training prefixes of the split (``split.num_train_samples``).
+        num_processes: Processes training together.
     """
     per_task = math.ceil(prompts_per_task(settings, num_train_samples) / settings.batch_size)
-    return math.ceil(len(settings.tasks) * per_task / settings.grad_accum) * settings.epochs
+    per_process = math.ceil(len(settings.tasks) * per_task / num_processes)
+    return math.ceil(per_process / settings.grad_accum) * settings.epochs
 
 
 def build_batches(encoded: list[Encoded], batch_size: int, bucket_size: int, rng: np.random.Generator) -> list[list[Encoded]]:

@@ -29,7 +29,7 @@ import torch
 from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_final_into, read_json, save_final
 from llmrec_lite.fileio import write_json
 from llmrec_lite.prompts import PromptEncoder
-from llmrec_lite.train import TrainSettings, fit, read_log_file, summarize
+from llmrec_lite.train import TrainSettings, fit, process_state, read_log_file, summarize
 from llmrec_lite.variants import Variant, check_stage
 
 
@@ -259,10 +259,13 @@ class Run:
             resuming = True
         else:
             resuming = False
-            if folder.exists():
+        state = process_state()  # under `accelerate launch`, only the main process writes files
+        if state.is_main_process:
+            if not resuming and folder.exists():
                 shutil.rmtree(folder)  # a fresh start never mixes with an older run's files
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "config.json", config)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / "config.json", config)
+        state.wait_for_everyone()
 
         model = self.build_model(settings)
         encoder = self.encoder(settings.use_embeddings, settings.max_history)
@@ -284,8 +287,10 @@ class Run:
             "wals_fingerprint": self.wals.fingerprint(),
             "out": str(folder),
         }
-        save_final(counters["model"], folder / "final", result)
-        shutil.rmtree(checkpoint, ignore_errors=True)
+        if counters["main_process"]:
+            save_final(counters["model"], folder / "final", result)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        process_state().wait_for_everyone()
         return result
 
     def ensure(self, settings: TrainSettings, show_progress: bool = True) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -181,12 +182,18 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
     accelerator = Accelerator(mixed_precision="bf16" if settings.bf16 else "no",
                               gradient_accumulation_steps=settings.grad_accum, cpu=not torch.cuda.is_available())
     with_response = settings.output == "text-id"
+    # several processes (accelerate launch): each optimizer step takes one batch per process
+    world, rank = accelerator.num_processes, accelerator.process_index
+    epochs = [shard(batches, world, rank) for batches in epochs]
     total_steps = math.ceil(len(epochs[0]) / settings.grad_accum) * settings.epochs
+    main = accelerator.is_main_process
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.lr, weight_decay=settings.weight_decay)
+    # the schedule counts optimizer steps; it is stepped by hand (Accelerate's wrapper would step
+    # it once per process)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     step, batch_index, seconds, tokens, samples, history = 0, 0, 0.0, 0, 0, []
     if resume:
@@ -203,7 +210,7 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
     bar = tqdm(total=total_steps, initial=step, desc=f"stage {settings.stage} ({settings.variant})",
                disable=not show_progress or not accelerator.is_main_process)
     model.train()
-    with open(log_path, "a" if resume else "w") as log:
+    with open(log_path if main else os.devnull, "a" if resume else "w") as log:
         while batch_index < len(flat):
             epoch, b = flat[batch_index]
             encoded = epochs[epoch][b]
@@ -215,7 +222,8 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, settings.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad()
             elapsed = time.perf_counter() - start
             batch_index += 1
@@ -239,15 +247,37 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if step % settings.checkpoint_every == 0 and step < total_steps:
-                save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                {"step": step, "batch_index": batch_index, "seconds": seconds, "tokens": tokens,
-                                 "samples": samples, "history": history})
+                if main:
+                    save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                    {"step": step, "batch_index": batch_index, "seconds": seconds, "tokens": tokens,
+                                     "samples": samples, "history": history})
+                accelerator.wait_for_everyone()
                 if stop_after_steps is not None and step >= stop_after_steps:
                     bar.close()
                     return {"interrupted": True, "steps": step}
     bar.close()
-    return {"interrupted": False, "steps": step, "samples": samples, "seconds": seconds, "tokens": tokens,
-            "history": history, "model": accelerator.unwrap_model(model)}
+    accelerator.wait_for_everyone()
+    return {"interrupted": False, "steps": step, "samples": samples * world, "seconds": seconds, "tokens": tokens * world,
+            "history": history, "model": accelerator.unwrap_model(model), "main_process": main}
+
+
+def process_state():
+    """Accelerate's view of the processes (one, or several under ``accelerate launch`` / ``torchrun``).
+
+    Without CUDA the processes talk over gloo: ``cpu=True`` is what makes Accelerate see them.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def shard(batches: list, world: int, rank: int) -> list:
+    """This process's batches when ``world`` processes train together: every ``world``-th one,
+    the last round filled up from the start so that every process takes the same number of steps."""
+    if world == 1:
+        return batches
+    per_rank = math.ceil(len(batches) / world)
+    return [batches[(i * world + rank) % len(batches)] for i in range(per_rank)]
 
 
 def summarize(counters: dict, log_path: Path) -> dict:
