@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
-        print(json.dumps({"error": message}))
+        _emit({"error": message})
         raise SystemExit(2)
 
 
@@ -414,7 +414,15 @@ def main(argv: list[str] | None = None) -> int:
             ValueError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
-        print(json.dumps({"error": message}), flush=True)
+        _emit({"error": message})
         return 128 + signal.SIGTERM if isinstance(err, Terminated) else 2
-    print(json.dumps(_json_safe(result), allow_nan=False))
+    _emit(_json_safe(result))
     return 0
+
+
+def _emit(obj: dict) -> None:
+    """The JSON line, written and flushed in one piece: processes launched together share one
+    stdout, and a line written in parts could interleave with another's."""
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(obj, allow_nan=False) + "\n")
+    sys.stdout.flush()
