@@ -45,7 +45,7 @@ from llmrec_lite.prompts import render
 from llmrec_lite.runs import Run, ensure_wals
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import TASKS, all_templates, get_template
-from llmrec_lite.train import TrainSettings
+from llmrec_lite.settings import TrainSettings
 
 SHAPES = {
     "openllama-3b": B.OPENLLAMA_3B_CONFIG,

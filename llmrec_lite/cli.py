@@ -206,7 +206,7 @@ def cmd_prompt(args) -> dict:
 
 def run_settings_check(profile, args, overrides: dict):
     """The stage's settings built once without data, so that a bad value fails in a second."""
-    from llmrec_lite.train import TrainSettings
+    from llmrec_lite.settings import TrainSettings
 
     return TrainSettings.from_profile(profile, args.stage, _variant(args), **overrides)
 

@@ -207,7 +207,7 @@ def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples:
         :func:`llmrec_lite.batching.training_steps` counts for them.
     """
     from llmrec_lite.batching import prompts_per_task, training_steps
-    from llmrec_lite.train import TrainSettings
+    from llmrec_lite.settings import TrainSettings
 
     settings = TrainSettings.from_profile(profile, stage, variant)
     prompts = prompts_per_task(settings, num_train_samples) * len(settings.tasks) * settings.epochs

@@ -29,7 +29,8 @@ import torch
 from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_final_into, read_json, save_final
 from llmrec_lite.fileio import write_json
 from llmrec_lite.prompts import PromptEncoder
-from llmrec_lite.train import TrainSettings, fit, process_state, read_log_file, summarize
+from llmrec_lite.settings import TrainSettings
+from llmrec_lite.train import fit, process_state, read_log_file, summarize
 from llmrec_lite.variants import Variant, check_stage
 
 

@@ -20,7 +20,6 @@ each with pre-layer-norm, dropout and a residual connection.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -84,22 +83,22 @@ class SASRecConfig:
 
 
 class Block(nn.Module):
-    """Causal self-attention, then a position-wise feed-forward network (pre-norm residuals)."""
+    """Causal self-attention, then a position-wise feed-forward network; each sub-layer adds its
+    (dropped-out) output to its input and layer-normalises the sum, as the SASRec code the
+    published numbers on these files come from (S3-Rec, BSARec) does."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden)
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
-        self.norm2 = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+        self.norm1 = nn.LayerNorm(hidden, eps=1e-12)
+        self.ffn = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+        self.norm2 = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        h = self.norm1(x)
-        attended, _ = self.attention(h, h, h, attn_mask=causal, need_weights=False)
-        x = x + self.drop(attended)
-        x = x + self.drop(self.ffn(self.norm2(x)))
-        return x * (~padding).unsqueeze(-1)  # padded positions stay zero
+    def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attention(x, x, x, attn_mask=causal, need_weights=False)
+        x = self.norm1(x + self.drop(attended))
+        return self.norm2(x + self.drop(self.ffn(x)))
 
 
 class SASRec(nn.Module):
@@ -116,24 +115,30 @@ class SASRec(nn.Module):
         self.config = config
         self.items = nn.Embedding(num_items + 1, config.hidden, padding_idx=PAD)
         self.positions = nn.Embedding(config.max_length, config.hidden)
+        self.norm = nn.LayerNorm(config.hidden, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config.hidden, config.heads, config.dropout) for _ in range(config.blocks))
-        self.norm = nn.LayerNorm(config.hidden)
-        nn.init.normal_(self.items.weight, std=config.hidden**-0.5)
-        with torch.no_grad():
-            self.items.weight[PAD].zero_()
+        # small normal initialisation (std 0.02) of every weight matrix, as in the reference code
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def hidden_states(self, seqs: torch.Tensor) -> torch.Tensor:
         """``(batch, length, hidden)``: the state after each position (left-padded ``seqs`` of ``index + 1``)."""
         length = seqs.shape[1]
-        padding = seqs == PAD
         positions = torch.arange(length, device=seqs.device).unsqueeze(0)
-        x = self.items(seqs) * math.sqrt(self.config.hidden) + self.positions(positions)
-        x = self.drop(x) * (~padding).unsqueeze(-1)
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seqs.device), diagonal=1)
+        x = self.drop(self.norm(self.items(seqs) + self.positions(positions)))
+        # a position attends to itself and earlier, non-padding positions (a padded row
+        # attends to itself only, so no row is empty)
+        future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seqs.device), diagonal=1)
+        blocked = future.unsqueeze(0) | (seqs == PAD).unsqueeze(1)
+        blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=seqs.device)
+        mask = blocked.repeat_interleave(self.config.heads, dim=0)
         for block in self.blocks:
-            x = block(x, causal, padding)
-        return self.norm(x)
+            x = block(x, mask)
+        return x
 
     def item_scores(self, states: torch.Tensor) -> torch.Tensor:
         """Scores of every catalogue item (the padding row excluded) for each state."""
@@ -146,7 +151,6 @@ class SASRec(nn.Module):
         device = self.items.weight.device
         seqs = torch.as_tensor(left_pad(histories, self.config.max_length), device=device)
         return self.item_scores(self.hidden_states(seqs)[:, -1]).float().cpu()
-
 
 def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
     """The last ``length`` items of each sequence as ``index + 1``, left-padded with :data:`PAD`."""

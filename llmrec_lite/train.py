@@ -1,4 +1,4 @@
-"""Two-stage training with Hugging Face Accelerate: the settings of a stage and the loop.
+"""Two-stage training with Hugging Face Accelerate: the training loop.
 
 Stage 1 trains the projectors with the backbone frozen (LoRA adapters attached but
 frozen, so they are the identity). Stage 2 starts from stage 1's projectors and trains
@@ -7,8 +7,9 @@ direct task. The same loop trains both output sides (``text-id``: cross-entropy 
 response tokens; ``item-token``: cross-entropy over the catalogue) and the text-only
 baselines (``use_embeddings=False``).
 
-The loop (:func:`fit`) takes a model, its batches and its settings; it knows nothing
-about profiles or run directories (:mod:`llmrec_lite.runs` assembles those). It runs
+The loop (:func:`fit`) takes a model, its batches and its settings
+(:class:`~llmrec_lite.settings.TrainSettings`); it knows nothing about profiles or run
+directories (:mod:`llmrec_lite.runs` assembles those). It runs
 unchanged on CPU, one GPU or several (``accelerate launch``).
 """
 
@@ -19,7 +20,6 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,119 +27,10 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec_lite.checkpoints import load_checkpoint, save_checkpoint
-from llmrec_lite.profiles import Profile
 from llmrec_lite.prompts import Encoded, collate
-from llmrec_lite.templates import TASKS
-from llmrec_lite.variants import OUTPUTS, Variant, check_stage
+from llmrec_lite.settings import TrainSettings  # noqa: F401  (re-exported: the loop's settings type)
 
 LOGIT_SCALE = "item_logit_log_scale"
-
-
-@dataclass
-class TrainSettings:
-    """Hyper-parameters of one training stage (written into the run's config.json).
-
-    Attributes:
-        stage: 1 (projectors only) or 2 (projectors + LoRA).
-        output: ``"item-token"`` or ``"text-id"``.
-        use_embeddings: ``False`` trains the text-only baseline.
-        samples_per_task: Training prompts drawn per task per epoch (``None``: all prefixes
-            times ``sample_ratio``).
-        sample_ratio: Share of all training prefixes used when ``samples_per_task`` is ``None``
-            (OpenP5 samples 20 %).
-        epochs, batch_size, grad_accum, lr, weight_decay, warmup_ratio, max_grad_norm: the
-            optimisation (AdamW, linear warm-up, cosine decay).
-        bf16: bfloat16 autocast (CPU) or mixed precision (GPU).
-        val_users: Size of the fixed validation subset (validation targets, template 0).
-        eval_every, checkpoint_every: In optimizer steps.
-        bucket_size: Prompts sorted by length within windows of this many batches, so a
-            batch wastes little compute on padding.
-        max_history: History items per sequential prompt.
-        tasks: Tasks whose batches alternate (both by default).
-        logit_scale_lr: Learning rate of the item-token logit scale (its own parameter group:
-            Adam moves a parameter by about one learning rate per step, and the log-scale
-            needs to travel a few units, not a few thousandths).
-        seed: Seed of sampling, batching, dropout and initialisation.
-    """
-
-    # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
-    stage: int = 1
-    output: str = "item-token"
-    use_embeddings: bool = True
-    samples_per_task: int | None = Profile.item_token_samples[0]
-    sample_ratio: float = Profile.sample_ratio
-    epochs: int = Profile.epochs
-    batch_size: int = Profile.batch_size
-    grad_accum: int = 1
-    lr: float = Profile.lr
-    weight_decay: float = Profile.weight_decay
-    warmup_ratio: float = Profile.warmup_ratio
-    max_grad_norm: float = 1.0
-    bf16: bool = Profile.train_bf16
-    val_users: int = Profile.val_users
-    eval_every: int = Profile.eval_every
-    checkpoint_every: int = Profile.checkpoint_every
-    bucket_size: int = 20
-    max_history: int = Profile.max_history
-    tasks: tuple[str, ...] = TASKS
-    logit_scale_lr: float = 0.05
-    seed: int = Profile.seed
-
-    def __post_init__(self):
-        check_stage(self.stage)
-        if self.output not in OUTPUTS:
-            raise ValueError(f"Unknown output side {self.output!r}; choose item-token or text-id.")
-        for field, minimum in (("batch_size", 1), ("epochs", 1), ("grad_accum", 1), ("val_users", 1),
-                               ("eval_every", 1), ("checkpoint_every", 1), ("bucket_size", 1), ("max_history", 1)):
-            value = getattr(self, field)
-            if value is not None and value < minimum:
-                raise ValueError(f"Invalid training setting {field}={value!r}: it must be at least {minimum}.")
-        if self.samples_per_task is not None and self.samples_per_task < 1:
-            raise ValueError(f"Invalid training setting samples_per_task={self.samples_per_task!r}: a stage needs "
-                             "at least 1 prompt per task (an untrained model is no result).")
-        if not 0 < self.sample_ratio <= 1:
-            raise ValueError(f"Invalid training setting sample_ratio={self.sample_ratio!r}: it must be in (0, 1].")
-        if not self.lr > 0:
-            raise ValueError(f"Invalid training setting lr={self.lr!r}: it must be positive.")
-        self.tasks = tuple(self.tasks)
-        if not self.tasks or set(self.tasks) - set(TASKS):
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}.")
-
-    @classmethod
-    def from_profile(cls, profile: Profile, stage: int, variant: Variant | str = Variant(), **overrides) -> "TrainSettings":
-        """The settings of one stage of one variant under a profile; ``overrides`` replace single fields.
-
-        The text-only text-id baseline has nothing to train in stage 1 (no projectors, no
-        free embeddings), so its stage 2 gets both stages' prompts: every variant spends the
-        same total budget.
-        """
-        variant = Variant.parse(variant)
-        check_stage(stage)
-        budget = profile.item_token_samples if variant.output == "item-token" else profile.text_id_samples
-        samples, ratio = budget[stage - 1], profile.sample_ratio
-        if variant.output == "text-id" and not variant.use_embeddings and stage == 2:
-            if None not in budget:
-                samples = budget[0] + budget[1]
-            elif samples is None:  # counts from the share of training prefixes: twice the share
-                ratio = min(1.0, 2 * profile.sample_ratio)
-        base = dict(stage=stage, output=variant.output, use_embeddings=variant.use_embeddings,
-                    samples_per_task=samples, sample_ratio=ratio, epochs=profile.epochs,
-                    batch_size=profile.batch_size, lr=profile.lr, weight_decay=profile.weight_decay,
-                    warmup_ratio=profile.warmup_ratio, bf16=profile.train_bf16, val_users=profile.val_users,
-                    eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,
-                    max_history=profile.max_history, seed=profile.seed)
-        base.update(overrides)
-        return cls(**base)
-
-    @property
-    def variant(self) -> Variant:
-        return Variant(self.output, self.use_embeddings)
-
-    def total_steps(self, num_train_samples: int) -> int:
-        """Optimizer steps this stage takes on a split with ``num_train_samples`` training prefixes."""
-        from llmrec_lite.batching import training_steps
-
-        return training_steps(self, num_train_samples)
 
 
 def parameter_groups(model, settings: TrainSettings) -> list[dict]:

@@ -110,7 +110,7 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["text_steps"] == sum(b["steps"] for b in ours) == recorded_steps
     assert glued["text_samples"] == sum(b["prompts"] for b in ours)
     from llmrec_lite.batching import training_steps
-    from llmrec_lite.train import TrainSettings
+    from llmrec_lite.settings import TrainSettings
 
     gpu = get_profile("gpu")
     openp5_steps = sum(training_steps(TrainSettings.from_profile(gpu, s, TEXT_ID), n) for s in (1, 2))
@@ -224,7 +224,7 @@ def check_04_prompts(glued, run_root):
 def check_05_training(glued, run_root):
     import math
 
-    from llmrec_lite.train import TrainSettings
+    from llmrec_lite.settings import TrainSettings
 
     profile, data, split = _smoke_split()
     expected = {f"{o} {s}": TrainSettings.from_profile(profile, s, o).total_steps(split.num_train_samples)

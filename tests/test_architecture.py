@@ -11,7 +11,7 @@ import llmrec_lite
 from llmrec_lite.backbone import BackboneSettings
 from llmrec_lite.batching import training_steps
 from llmrec_lite.profiles import PROFILES, Profile, get_profile
-from llmrec_lite.train import TrainSettings
+from llmrec_lite.settings import TrainSettings
 from llmrec_lite.variants import Variant
 from llmrec_lite.wals import WALSConfig
 

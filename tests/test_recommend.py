@@ -14,7 +14,7 @@ from llmrec_lite.metrics import top_k
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.recommend import ClassicRecommender, recommend
 from llmrec_lite.split import LeaveOneOutSplit
-from llmrec_lite.train import TrainSettings
+from llmrec_lite.settings import TrainSettings
 from llmrec_lite.wals import WALS
 
 from conftest import needs_real_data

@@ -10,7 +10,7 @@ from llmrec_lite import results as R
 from llmrec_lite.batching import training_steps
 from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, LLM_RUNS, TEXT_ID, TEXT_ID_TEXT
 from llmrec_lite.profiles import get_profile
-from llmrec_lite.train import TrainSettings
+from llmrec_lite.settings import TrainSettings
 
 
 def llm_row(variant, stage, label, task="sequential", template="seen", hr10=0.05, masked=0.06):

@@ -17,7 +17,7 @@ from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import collate
 from llmrec_lite.runs import FinishedWorkError, Run
 from llmrec_lite.templates import get_template
-from llmrec_lite.train import TrainSettings
+from llmrec_lite.settings import TrainSettings
 from llmrec_lite.wals import WALS, WALSConfig
 
 from conftest import needs_real_data
