@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +102,35 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
                          "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
                          "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
                          "training_samples": training_samples(run, variant, stage)})
-    for name, metrics in classic_baselines(run.split, run.wals, seed=run.profile.seed).items():
+    classic = classic_baselines(run.split, run.wals, seed=run.profile.seed)
+    classic[SASREC_LABEL] = sasrec_metrics(run, show_progress)
+    for name, metrics in classic.items():
         rows.append({**metrics, "model": name, "variant": "classic", "output": None, "use_embeddings": None,
                      "stage": None, "task": "no prompt", "template": None, "targets": "test"})
     return rows
+
+
+SASREC_LABEL = "SASRec (full softmax)"
+
+
+def sasrec_metrics(run, show_progress: bool = True) -> dict:
+    """SASRec trained on the run's split (once; kept in ``out/sasrec``) and evaluated on the test
+    targets under the same rule, with its training record (epochs, seconds, validation curve)."""
+    from llmrec_lite.checkpoints import read_json
+    from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
+
+    folder = run.out / "sasrec"
+    config = SASRecConfig.from_profile(run.profile, run.data.name)
+    info = read_json(folder / "sasrec.json") if (folder / "sasrec.json").exists() else None
+    if info is not None and info["config"] == json.loads(json.dumps(asdict(config))) \
+            and info["num_items"] == run.split.num_items:
+        model, record = load_sasrec(folder)
+    else:
+        model, record = fit_sasrec(run.split, config, show_progress=show_progress)
+        save_sasrec(model, record, folder)
+    return {**evaluate_sasrec(model, run.split), "best_epoch": record.best_epoch, "epochs_run": record.epochs_run,
+            "train_seconds": record.seconds, "seconds_per_epoch": record.seconds_per_epoch,
+            "valid_hr@10": record.best_valid_hr10}
 
 
 def training_samples(run, variant: Variant, stage: int) -> int:

@@ -97,6 +97,16 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["order_holds"] == ("holds" if s2 > s1 > base else "does not hold")
     assert glued["target_verdict"] == ("reaches" if s2 >= target else "falls short of")
     assert glued["cf_helps_text"] == ("above" if t2 > tbase else "not above")
+    # SASRec: the row's numbers, recomputed from the saved model on the same split
+    from llmrec_lite.pipeline import SASREC_LABEL
+    from llmrec_lite.sasrec import evaluate_sasrec, load_sasrec
+
+    sasrec_row = next(r for r in rows if r["model"] == SASREC_LABEL)
+    model, record = load_sasrec(Path(run_root) / data.name / "sasrec")
+    again = evaluate_sasrec(model, split)
+    assert close(glued["sasrec_hr10"], again["hr@10"]) and close(glued["sasrec_hr10_masked"], again["hr@10_masked"])
+    assert glued["sasrec_epoch"] == sasrec_row["best_epoch"] == record.best_epoch <= profile.sasrec_max_epochs
+    assert glued["sasrec_verdict"] == ("above" if s2 > again["hr@10"] else "not above")
     for r in rows:  # every row's rates, and the stage is the training stage (never a target set)
         assert all(is_rate(r[k]) for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")), r["model"]
         assert r["stage"] in ((None,) if r["variant"] == "classic" else (1, 2)), r["model"]

@@ -85,7 +85,7 @@ def test_run_smoke_pipeline_writes_results_and_reuses_them(tmp_path):
     _, first, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
     saved = json.loads((out / "results.json").read_text())
     expected_llm_rows = sum(len(evaluations_for(stage)) for _, stage, _ in LLM_RUNS)
-    assert first["rows"] == len(saved["rows"]) == expected_llm_rows + 3  # + popularity, WALS, BPR
+    assert first["rows"] == len(saved["rows"]) == expected_llm_rows + 4  # + popularity, WALS, BPR, SASRec
     assert {r["model"] for r in saved["rows"]} >= {label for _, _, label in LLM_RUNS}
     for row in saved["rows"]:
         assert 0.0 <= row["hr@5"] <= row["hr@10"] <= 1.0

@@ -74,3 +74,23 @@ def test_bad_settings_name_the_field():
     with pytest.raises(ValueError, match="hidden=10 must be a multiple of heads=4"):
         SASRecConfig(hidden=10, heads=4)
     assert isinstance(SASRec(5, SASRecConfig()), torch.nn.Module)
+
+
+def test_saved_model_scores_the_same(tmp_path):
+    from llmrec_lite.sasrec import load_sasrec, save_sasrec
+
+    split = small_split()
+    config = SASRecConfig(hidden=16, blocks=1, max_length=8, batch_size=4, max_epochs=2, patience=2)
+    model, record = fit_sasrec(split, config, show_progress=False)
+    save_sasrec(model, record, tmp_path / "s")
+    loaded, again = load_sasrec(tmp_path / "s")
+    assert again == record
+    assert evaluate_sasrec(loaded, split) == evaluate_sasrec(model, split)
+
+
+def test_profile_recipe():
+    from llmrec_lite.profiles import get_profile
+
+    cpu = get_profile("cpu")
+    assert SASRecConfig.from_profile(cpu, "lastfm").lr == 1e-3 and SASRecConfig.from_profile(cpu, "beauty").lr == 5e-4
+    assert SASRecConfig.from_profile(cpu, "lastfm").max_epochs == cpu.sasrec_max_epochs
