@@ -372,7 +372,10 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True):
         check_matches(info, {"dataset": data.name, "indexing": data.indexing}, f"WALS factors in {folder}")
         return model
     model = WALS(config).fit(split.train_matrix(), show_progress=show_progress)
-    model.save(folder, wals_metadata(data))
+    state = process_state()  # several processes fit the same factors (same seed); one writes them
+    if state.is_main_process:
+        model.save(folder, wals_metadata(data))
+    state.wait_for_everyone()
     return model
 
 
