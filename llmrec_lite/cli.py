@@ -204,24 +204,18 @@ def cmd_prompt(args) -> dict:
     }
 
 
-def run_settings_check(profile, args, overrides: dict):
-    """The stage's settings built once without data, so that a bad value fails in a second."""
-    from llmrec_lite.settings import TrainSettings
-
-    return TrainSettings.from_profile(profile, args.stage, _variant(args), **overrides)
-
-
 def cmd_train(args) -> dict:
     from llmrec_lite.runs import Run
 
     from llmrec_lite.fileio import check_writable
+    from llmrec_lite.settings import TrainSettings
 
     profile = _profile(args.profile)
     overrides = {} if args.samples is None else {"samples_per_task": args.samples}
-    run_settings_check(profile, args, overrides)  # bad values fail before anything loads
+    # built before anything loads, so that a bad value fails in a second
+    settings = TrainSettings.from_profile(profile, args.stage, _variant(args), **overrides)
     check_writable(args.out, "--out", is_dir=True)
     run = Run.open(profile, args.dataset, args.out, data_dir=args.data_dir, path=args.path, display_name=args.name)
-    settings = run.settings(_variant(args), args.stage, **overrides)
     return run.train(settings, resume=args.resume, overwrite=args.overwrite, stop_after_steps=args.stop_after_steps)
 
 
@@ -276,13 +270,10 @@ def cmd_recommend(args) -> dict:
     model = run.load(variant, stage) if fusion else ClassicRecommender(run, args.model)
     exclude_seen = not args.include_seen
     kwargs = {"targets": targets, "task": args.task, "template": args.template} if fusion else {"targets": targets}
-    items = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, **kwargs)[0]
-    indices = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, as_indices=True, **kwargs)[0] \
-        if not fusion or args.model == "item-token" else None
-    out = {"user": args.user, "items": items, "k": args.k, "model": args.model, "exclude_seen": exclude_seen,
-           "targets": targets, "dataset": run.data.name}
-    if indices is not None:
-        out["item_ids_in_prompts"] = [run.data.item_id(i) for i in indices]
+    indices = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, as_indices=True, **kwargs)[0]
+    out = {"user": args.user, "items": run.data.raw_item_ids[indices].tolist(), "k": args.k, "model": args.model,
+           "exclude_seen": exclude_seen, "targets": targets, "dataset": run.data.name,
+           "item_ids_in_prompts": [run.data.item_id(i) for i in indices]}
     if fusion:
         out.update({"variant": variant.name, "stage": stage})
     return out

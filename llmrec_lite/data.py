@@ -369,6 +369,10 @@ def load_dataset(
         file = registry.fetch(info.name, data_dir, "interactions")
         raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
         data = build(raw, info.name, display_name or info.display_name, indexing, seed, source=str(file))
+        algorithm, digest = info.interactions.checksum
+        if algorithm == "sha256":  # fetch has just verified the file against this digest
+            data.sha256 = digest
+            return data
     data.sha256 = registry.file_digest(data.source)
     return data
 

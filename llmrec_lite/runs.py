@@ -300,12 +300,9 @@ class Run:
         Chapters call this so that a later chapter reuses what an earlier one trained in the
         same build (the book's ``make`` target starts from an empty run directory).
         """
-        return self.train(settings, resume=True, show_progress=show_progress) if self._resumable(settings) \
-            else self.train(settings, show_progress=show_progress)
-
-    def _resumable(self, settings: TrainSettings) -> bool:
         folder = self.stage_dir(settings.variant, settings.stage)
-        return (folder / "final" / "result.json").exists() or (folder / "checkpoint" / "state.json").exists()
+        started = (folder / "final" / "result.json").exists() or (folder / "checkpoint" / "state.json").exists()
+        return self.train(settings, resume=started, show_progress=show_progress)
 
     # ----------------------------------------------------------------------- loading
 
