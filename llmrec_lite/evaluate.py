@@ -53,6 +53,26 @@ def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(split.num_users, size=num_users, replace=False))
 
 
+def as_trained_precision(trained, bf16: bool | None) -> bool:
+    """``bf16`` if given, else the precision the model was trained in (a
+    :class:`~llmrec_lite.runs.Trained` carries its settings; a bare model: float32)."""
+    if bf16 is not None:
+        return bool(bf16)
+    settings = getattr(trained, "settings", None)
+    return bool(getattr(settings, "bf16", False))
+
+
+@torch.no_grad()
+def item_token_scores(model, batch, items: torch.Tensor | None = None, bf16: bool = False) -> torch.Tensor:
+    """``(batch, items)`` float32 scores on the CPU: the backbone under bfloat16 autocast when
+    ``bf16`` (as in training), the scores themselves in float32 (see
+    :meth:`~llmrec_lite.fusion.FusionModel.item_logits`)."""
+    device = model.user_factors.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden = model.last_hidden(batch)
+    return model.item_logits(hidden, items).float().cpu()
+
+
 def _unpack(trained, encoder):
     """``(model, encoder)`` from a :class:`~llmrec_lite.runs.Trained` or a model and its encoder."""
     if encoder is None:
@@ -65,7 +85,7 @@ def _unpack(trained, encoder):
 @torch.no_grad()
 def evaluate_item_token(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
                         targets: str = "test", users=None, batch_size: int = 32, ks=DEFAULT_KS, top: int = 10,
-                        mask_history: bool = False, bf16: bool = False, show_progress: bool = True) -> Evaluation:
+                        mask_history: bool = False, bf16: bool | None = None, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
 
     Args:
@@ -79,31 +99,44 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
         mask_history: Rank with each user's history removed. The plain metric keys and the
             top lists follow this rule; the other rule's HR/NDCG are added with a suffix
             (``_masked`` or ``_unmasked``).
+        bf16: Run the backbone under bfloat16 autocast (``None``: as the model was trained).
+
+    The work is done once: prompts are batched by length (little padding), the catalogue's
+    item matrix is projected once for all batches, and both rules' ranks come from the same
+    scores.
     """
+    bf16 = as_trained_precision(trained, bf16)
     model, encoder = _unpack(trained, encoder)
     split = encoder.split
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
     gold_items = split.target_items(check_targets(targets))
     device = model.user_factors.device
-    ranks, masked, tops = [], [], []
+    ranks, masked, tops, order = [], [], [], []
     start = time.perf_counter()
     model.eval()
-    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, device, "evaluate", show_progress):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            scores = model.score_items(batch).float().cpu()
+    items = model.item_matrix()
+    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, device, "evaluate", show_progress,
+                                        by_length=True):
+        scores = item_token_scores(model, batch, items, bf16)
         gold = gold_items[chunk]
         histories = [split.history(int(u), targets) for u in chunk]
         ranks.append(target_ranks(scores, gold))
         masked.append(target_ranks(scores, gold, exclude=histories))
         tops.append(top_k(scores, top, exclude=histories if mask_history else None))
+        order.append(chunk)
     seconds = time.perf_counter() - start
-    plain, other = (np.concatenate(masked), np.concatenate(ranks)) if mask_history else (np.concatenate(ranks), np.concatenate(masked))
+    # back to the order of ``users``
+    position = {int(u): i for i, u in enumerate(np.concatenate(order))}
+    back = np.array([position[int(u)] for u in users], dtype=np.int64)
+    ranks, masked, tops = (np.concatenate(x)[back] for x in (ranks, masked, tops))
+    plain, other = (masked, ranks) if mask_history else (ranks, masked)
     metrics = metrics_from_ranks(plain, ks)
     metrics.update(metrics_from_ranks(other, ks, "_unmasked" if mask_history else "_masked"))
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
                     "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history})
-    return Evaluation(metrics, np.concatenate(tops), gold_items[users], users, plain)
+    metrics["bf16"] = bf16
+    return Evaluation(metrics, tops, gold_items[users], users, plain)
 
 
 @torch.no_grad()

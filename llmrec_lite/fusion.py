@@ -31,6 +31,20 @@ from llmrec_lite.prompts import Batch
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
 
 
+ITEM_LOGITS = ("dot", "cosine")
+
+
+def check_item_logit(item_logit: str, logit_temperature: float, dense_weight: float) -> None:
+    """Refuses item-token head settings that cannot train, naming the fix."""
+    if item_logit not in ITEM_LOGITS:
+        raise ValueError(f"Unknown item_logit {item_logit!r}; choose one of {ITEM_LOGITS}.")
+    if not logit_temperature > 0:
+        raise ValueError(f"logit_temperature={logit_temperature!r}: the temperature of cosine logits must be positive.")
+    if not 0 <= dense_weight < 1:
+        raise ValueError(f"dense_weight={dense_weight!r}: it is the dense loss's share, in [0, 1) "
+                         "(the answer position must keep some weight).")
+
+
 class FusionModel(nn.Module):
     """Backbone, projectors and frozen CF embeddings in one module.
 
@@ -43,6 +57,13 @@ class FusionModel(nn.Module):
         projector_config: Overrides for :class:`ProjectorConfig` (``hidden_dim``, ``activation``...).
         projectors: Ready-made projectors (e.g. loaded from a checkpoint) instead of new ones.
         calibrate: Scale new projectors to the token embeddings' mean norm.
+        item_logit: How the item-token side turns a hidden state ``h`` and an item vector
+            ``e_j`` into a logit: ``"dot"`` (``s * <h, e_j>``, ``s`` learned from
+            ``1/sqrt(hidden)``) or ``"cosine"`` (``cos(h, e_j) / T``, ``log(1/T)`` learned).
+        logit_temperature: The initial ``T`` of cosine logits.
+        dense_weight: Share of the training loss that comes from dense next-item supervision
+            (each history position predicts the item after it); ``0`` trains on the answer
+            position only.
     """
 
     def __init__(
@@ -55,10 +76,16 @@ class FusionModel(nn.Module):
         projector_config: dict | None = None,
         projectors: Projectors | None = None,
         calibrate: bool = True,
+        item_logit: str = "dot",
+        logit_temperature: float = 0.07,
+        dense_weight: float = 0.0,
     ):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"Unknown output side {output!r}; choose one of {OUTPUTS}.")
+        check_item_logit(item_logit, logit_temperature, dense_weight)
+        self.item_logit = item_logit
+        self.dense_weight = float(dense_weight)
         self.backbone = backbone
         self.output = output
         self.use_embeddings = use_embeddings
@@ -87,10 +114,13 @@ class FusionModel(nn.Module):
             # the no-embedding baseline: one freely learned output vector per item, at token scale
             self.free_item_embeddings = nn.Embedding(self.item_factors.shape[0], hidden)
             nn.init.normal_(self.free_item_embeddings.weight, std=self.target_norm / hidden**0.5)
-        # Item-token logits are scale * <h, e_j>. The final hidden state and the item vectors
-        # both have large norms, so raw dot products would start as a near one-hot softmax;
-        # a learned log-scale starting at 1/sqrt(hidden) keeps the initial loss near log(items).
-        self.item_logit_log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(hidden)), requires_grad=output == "item-token")
+        # Dot logits are scale * <h, e_j>. The final hidden state and the item vectors both have
+        # large norms, so raw dot products would start as a near one-hot softmax; a learned
+        # log-scale starting at 1/sqrt(hidden) keeps the initial loss near log(items).
+        # Cosine logits are cos(h, e_j) / T: bounded, so the learned log(1/T) alone sets how
+        # peaked the softmax over the catalogue can be (Recformer uses T = 0.05).
+        initial = -0.5 * math.log(hidden) if item_logit == "dot" else -math.log(logit_temperature)
+        self.item_logit_log_scale = nn.Parameter(torch.tensor(float(initial)), requires_grad=output == "item-token")
         # A 4-bit backbone is placed at loading and cannot be moved afterwards, so the rest of
         # the model (factors, projectors, item embeddings) joins it on the backbone's device.
         device = backbone.token_embeddings().device
@@ -185,21 +215,45 @@ class FusionModel(nn.Module):
             return self.free_item_embeddings.weight
         raise RuntimeError("Item-token scores need projectors or free item embeddings (output='item-token').")
 
-    def last_hidden(self, batch: Batch) -> torch.Tensor:
-        """Final (normalised) hidden state at the last prompt position of every row."""
+    def item_matrix(self) -> torch.Tensor:
+        """``(items, hidden)`` float32 matrix the hidden states are scored against: the item
+        output embeddings, unit-normalised for cosine logits. Evaluation computes it once
+        and passes it to :meth:`score_items` for every batch."""
+        items = self.item_output_embeddings().float()  # (under autocast the projector itself runs in bf16)
+        return F.normalize(items, dim=-1) if self.item_logit == "cosine" else items
+
+    def item_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue."""
+        items = self.item_matrix() if items is None else items
+        # float32 even under autocast: bfloat16 scores would tie thousands of items, and ties
+        # decide ranks
+        with torch.autocast(hidden.device.type, enabled=False):
+            hidden = hidden.float()
+            if self.item_logit == "cosine":
+                hidden = F.normalize(hidden, dim=-1)
+            return self.item_logit_log_scale.exp() * (hidden @ items.float().T)
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        """Final (normalised) hidden states of every position, ``(batch, length, hidden)``."""
         out = self.backbone.decoder()(
             inputs_embeds=self.input_embeddings(batch),
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
             use_cache=False,
         )
-        return out.last_hidden_state[:, -1]  # left padding: the last column is every row's last token
+        return out.last_hidden_state
 
-    def score_items(self, batch: Batch) -> torch.Tensor:
-        """``(batch, items)`` scores of every catalogue item (item-token output; no response in the batch)."""
-        hidden = self.last_hidden(batch)
-        items = self.item_output_embeddings()
-        return self.item_logit_log_scale.exp() * (hidden.float() @ items.float().T)
+    def last_hidden(self, batch: Batch) -> torch.Tensor:
+        """Final (normalised) hidden state at the last prompt position of every row."""
+        return self.hidden_states(batch)[:, -1]  # left padding: the last column is every row's last token
+
+    def score_items(self, batch: Batch, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, items)`` scores of every catalogue item (item-token output; no response in the batch).
+
+        Args:
+            items: :meth:`item_matrix`, when the caller computed it once for many batches.
+        """
+        return self.item_logits(self.last_hidden(batch), items)
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
@@ -226,11 +280,21 @@ class FusionModel(nn.Module):
         """Training loss for the model's output side.
 
         ``text-id``: mean cross-entropy over response tokens (batch built with responses).
-        ``item-token``: cross-entropy of the target among all items (batch built without).
+        ``item-token``: cross-entropy of the target among all items (batch built without);
+        with ``dense_weight > 0`` mixed with the mean cross-entropy of every history position
+        against the item that followed it, all from the same forward pass. ``answer_loss``
+        is the answer position's part alone (what validation compares).
         """
         if self.output == "item-token":
-            scores = self.score_items(batch)
-            return {"loss": F.cross_entropy(scores, batch.targets), "scores": scores}
+            states = self.hidden_states(batch)
+            items = self.item_matrix()
+            scores = self.item_logits(states[:, -1], items)
+            answer = F.cross_entropy(scores, batch.targets)
+            loss = answer
+            if self.dense_weight > 0 and batch.next_items is not None and len(batch.next_items):
+                dense = F.cross_entropy(self.item_logits(states[batch.next_batch, batch.next_pos], items), batch.next_items)
+                loss = (1 - self.dense_weight) * answer + self.dense_weight * dense
+            return {"loss": loss, "answer_loss": answer.detach(), "scores": scores}
         out = self.model(
             inputs_embeds=self.input_embeddings(batch),
             attention_mask=batch.attention_mask,

@@ -59,6 +59,12 @@ class Profile:
         umap_epochs: UMAP optimisation epochs (``None``: umap-learn's default).
         sasrec_max_epochs, sasrec_patience: SASRec's epoch bound and early-stopping patience
             (validation HR@10 checked every epoch); its other settings are the published recipe's.
+        item_logit: Item-token logits, ``"dot"`` (learned scale) or ``"cosine"`` (over a learned
+            temperature starting at ``logit_temperature``).
+        dense_weight: Share of the item-token loss from dense next-item supervision (every
+            history position predicts the item after it); ``0``: the answer position only.
+        lora_lr, projector_lr: Learning rates of the LoRA adapters and of the projectors (and
+            free item embeddings); ``None``: ``lr``.
     """
 
     name: str
@@ -101,6 +107,11 @@ class Profile:
     umap_epochs: int | None = 200
     sasrec_max_epochs: int = 200
     sasrec_patience: int = 20
+    item_logit: str = "dot"
+    logit_temperature: float = 0.07
+    dense_weight: float = 0.0
+    lora_lr: float | None = None
+    projector_lr: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

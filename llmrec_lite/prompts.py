@@ -35,6 +35,7 @@ class Segment:
 
     kind: str
     value: str | int
+    item: int | None = None  # a text piece that spells a history item's id: that item's index
 
 
 @dataclass
@@ -113,7 +114,8 @@ def render(
         return [Segment(USER, user)] if with_embeddings else [Segment(TEXT, f"user_{data.user_id(user)}")]
 
     def item_piece(item: int) -> list[Segment]:
-        return [Segment(ITEM, int(item))] if with_embeddings else [Segment(TEXT, f"item_{data.item_id(item)}")]
+        # a text id stays its own piece (never merged), so its last token's position is known
+        return [Segment(ITEM, int(item))] if with_embeddings else [Segment(TEXT, f"item_{data.item_id(item)}", int(item))]
 
     segments: list[Segment] = []
     text = template.text
@@ -148,7 +150,7 @@ def render(
 def _merge_text(segments: list[Segment]) -> list[Segment]:
     merged: list[Segment] = []
     for s in segments:
-        if s.kind == TEXT and merged and merged[-1].kind == TEXT:
+        if s.kind == TEXT and s.item is None and merged and merged[-1].kind == TEXT and merged[-1].item is None:
             merged[-1] = Segment(TEXT, str(merged[-1].value) + str(s.value))
         else:
             merged.append(s)
@@ -170,6 +172,10 @@ class Encoded:
         response_start: First position of the response (labels start here); equals
             ``len(input_ids)`` when there is no target.
         user, target: Indices (``target`` may be ``None``).
+        history_positions: Position of each history item, oldest first: its slot, or the last
+            token of its text id. The hidden state there has read the history up to that item
+            (causal attention), so it can be trained to predict the item after it.
+        history_items: The item index at each of those positions.
     """
 
     input_ids: list[int]
@@ -180,6 +186,16 @@ class Encoded:
     user: int
     target: int | None = None
     template: str = ""
+    history_positions: list[int] = field(default_factory=list)
+    history_items: list[int] = field(default_factory=list)
+
+    def next_item_targets(self) -> list[tuple[int, int]]:
+        """``(position, item)`` pairs for dense supervision: each history position is paired
+        with the item that followed it (the last one with the prompt's target)."""
+        if self.target is None:
+            return []
+        following = self.history_items[1:] + [self.target]
+        return list(zip(self.history_positions, following))
 
     @property
     def num_text_tokens(self) -> int:
@@ -199,11 +215,17 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
     """
     placeholder = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids: list[int] = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
-    positions, kinds, values = [], [], []
+    positions, kinds, values, item_positions, items = [], [], [], [], []
     for s in rendered.segments:
         if s.kind == TEXT:
             ids += tokenizer(str(s.value), add_special_tokens=False)["input_ids"]
+            if s.item is not None:
+                item_positions.append(len(ids) - 1)
+                items.append(int(s.item))
         else:
+            if s.kind == ITEM:
+                item_positions.append(len(ids))
+                items.append(int(s.value))
             positions.append(len(ids))
             kinds.append(s.kind)
             values.append(int(s.value))
@@ -213,7 +235,8 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
         ids += tokenizer(" " + rendered.target_text, add_special_tokens=False)["input_ids"]
         if add_eos:
             ids.append(tokenizer.eos_token_id)
-    return Encoded(ids, positions, kinds, values, response_start, rendered.user, rendered.target, rendered.template)
+    return Encoded(ids, positions, kinds, values, response_start, rendered.user, rendered.target, rendered.template,
+                   item_positions, items)
 
 
 @dataclass
@@ -222,6 +245,8 @@ class Batch:
 
     ``slot_batch``/``slot_pos`` address every slot; ``slot_is_user`` and ``slot_values``
     say which embedding goes there. ``labels`` are ``-100`` except on response tokens.
+    ``next_batch``/``next_pos``/``next_items`` address every history position of prompts
+    with a target and the item that followed it (dense next-item supervision).
     """
 
     input_ids: torch.Tensor
@@ -234,6 +259,9 @@ class Batch:
     slot_values: torch.Tensor
     users: torch.Tensor
     targets: torch.Tensor
+    next_batch: torch.Tensor | None = None
+    next_pos: torch.Tensor | None = None
+    next_items: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
 
     def to(self, device) -> "Batch":
@@ -278,8 +306,13 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
     attention = torch.zeros((n, width), dtype=torch.long)
     labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
     slot_b, slot_p, slot_u, slot_v = [], [], [], []
+    next_b, next_p, next_i = [], [], []
     for row, (it, seq) in enumerate(zip(items, seqs)):
         offset = width - len(seq)
+        for pos, item in it.next_item_targets():
+            next_b.append(row)
+            next_p.append(offset + pos)
+            next_i.append(item)
         input_ids[row, offset:] = torch.tensor(seq, dtype=torch.long)
         attention[row, offset:] = 1
         if with_response and it.response_start < len(seq):
@@ -302,6 +335,9 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
         slot_values=torch.tensor(slot_v, dtype=torch.long),
         users=torch.tensor([it.user for it in items], dtype=torch.long),
         targets=torch.tensor([-1 if it.target is None else it.target for it in items], dtype=torch.long),
+        next_batch=torch.tensor(next_b, dtype=torch.long),
+        next_pos=torch.tensor(next_p, dtype=torch.long),
+        next_items=torch.tensor(next_i, dtype=torch.long),
     )
 
 
@@ -403,14 +439,28 @@ class PromptEncoder:
         return collate(encoded, self.tokenizer.pad_token_id, with_response=False)
 
     def batches(self, template: Template, users: Sequence[int], targets: str = "test", batch_size: int = 32,
-                device=None, desc: str = "evaluate", show_progress: bool = True):
-        """Yields ``(user chunk, batch)`` over ``users`` in order, ``batch_size`` at a time."""
+                device=None, desc: str = "evaluate", show_progress: bool = True, by_length: bool = False):
+        """Yields ``(user chunk, batch)`` over ``users``, ``batch_size`` at a time.
+
+        Args:
+            by_length: Batch the users in order of prompt length (shortest first) instead
+                of the given order, so that a batch carries little padding; the chunks
+                say which users each batch holds.
+        """
         from tqdm.auto import tqdm
 
         users = np.asarray(users)
+        encoded = None
+        if by_length:
+            encoded = [self.for_user(template, int(u), targets) for u in users]
+            order = np.argsort([e.response_start for e in encoded], kind="stable")
+            users, encoded = users[order], [encoded[i] for i in order]
         for b in tqdm(range(0, len(users), batch_size), desc=f"{desc} {template.name}", disable=not show_progress):
             chunk = users[b : b + batch_size]
-            batch = self.batch(template, chunk, targets)
+            if encoded is None:
+                batch = self.batch(template, chunk, targets)
+            else:
+                batch = collate(encoded[b : b + batch_size], self.tokenizer.pad_token_id, with_response=False)
             yield chunk, (batch.to(device) if device is not None else batch)
 
     def training_prompts(self, task: str, num_samples: int | None, seed: int = 0) -> list[Encoded]:

@@ -76,7 +76,9 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
     fusion.eval()
     if fusion.output == "item-token":
-        return top_k(fusion.score_items(batch).float().cpu(), k, exclude=exclude)
+        from llmrec_lite.evaluate import as_trained_precision, item_token_scores
+
+        return top_k(item_token_scores(fusion, batch, bf16=as_trained_precision(model, None)), k, exclude=exclude)
     from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
     trie = ItemTrie.from_catalogue(split.data, fusion.backbone.tokenizer)

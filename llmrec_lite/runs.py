@@ -198,7 +198,8 @@ class Run:
         torch.manual_seed(settings.seed + settings.stage)
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings,
-                            projector_config=projector_config or projector_overrides(self.profile))
+                            projector_config=projector_config or projector_overrides(self.profile),
+                            **head_settings(settings))
         model.reset_lora(settings.seed)
         if settings.stage == 2:
             first = self.stage_dir(settings.variant, 1)
@@ -325,15 +326,23 @@ class Run:
         check_matches(saved, self._identity(), f"results in {folder}")
         check_matches(saved["backbone"], {"kind": self.backbone.settings.kind, "hidden_size": self.backbone.hidden_size},
                       f"results in {folder} (backbone)")
-        settings = TrainSettings(**saved["train"])
+        # runs recorded before these settings existed trained dot logits on the answer position
+        settings = TrainSettings(**{"item_logit": "dot", "dense_weight": 0.0, **saved["train"]})
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
-                            use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False)
+                            use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False,
+                            **head_settings(settings))
         model.reset_lora(settings.seed)  # stage 1 never trained LoRA: identity adapters
         load_final_into(model, folder / "final", load_adapter=stage == 2)
         model.eval()
         prompt = saved.get("prompt") or {"add_bos": self.backbone.add_bos, "max_history": settings.max_history,
                                          "with_embeddings": settings.use_embeddings}
         return Trained(model, settings, self.encoder().with_config(prompt), stage)
+
+
+def head_settings(settings: TrainSettings) -> dict:
+    """The item-token head's constructor arguments of :class:`~llmrec_lite.fusion.FusionModel`."""
+    return {"item_logit": settings.item_logit, "logit_temperature": settings.logit_temperature,
+            "dense_weight": settings.dense_weight}
 
 
 def data_identity(data) -> dict:

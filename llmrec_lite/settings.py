@@ -39,6 +39,11 @@ class TrainSettings:
         logit_scale_lr: Learning rate of the item-token logit scale (its own parameter group:
             Adam moves a parameter by about one learning rate per step, and the log-scale
             needs to travel a few units, not a few thousandths).
+        lora_lr, projector_lr: Learning rates of the LoRA adapters and of the projectors (and
+            free item embeddings); ``None``: ``lr``.
+        item_logit, logit_temperature: Item-token logits, ``"dot"`` or ``"cosine"`` (initial
+            temperature ``logit_temperature``); see :class:`~llmrec_lite.fusion.FusionModel`.
+        dense_weight: Share of the item-token loss from dense next-item supervision.
         seed: Seed of sampling, batching, dropout and initialisation.
     """
 
@@ -63,6 +68,11 @@ class TrainSettings:
     max_history: int = Profile.max_history
     tasks: tuple[str, ...] = TASKS
     logit_scale_lr: float = 0.05
+    lora_lr: float | None = Profile.lora_lr
+    projector_lr: float | None = Profile.projector_lr
+    item_logit: str = Profile.item_logit
+    logit_temperature: float = Profile.logit_temperature
+    dense_weight: float = Profile.dense_weight
     seed: int = Profile.seed
 
     def __post_init__(self):
@@ -79,8 +89,13 @@ class TrainSettings:
                              "at least 1 prompt per task (an untrained model is no result).")
         if not 0 < self.sample_ratio <= 1:
             raise ValueError(f"Invalid training setting sample_ratio={self.sample_ratio!r}: it must be in (0, 1].")
-        if not self.lr > 0:
-            raise ValueError(f"Invalid training setting lr={self.lr!r}: it must be positive.")
+        for field in ("lr", "lora_lr", "projector_lr", "logit_scale_lr"):
+            value = getattr(self, field)
+            if value is not None and not value > 0:
+                raise ValueError(f"Invalid training setting {field}={value!r}: it must be positive.")
+        from llmrec_lite.fusion import check_item_logit
+
+        check_item_logit(self.item_logit, self.logit_temperature, self.dense_weight)
         self.tasks = tuple(self.tasks)
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}.")
@@ -107,7 +122,9 @@ class TrainSettings:
                     batch_size=profile.batch_size, lr=profile.lr, weight_decay=profile.weight_decay,
                     warmup_ratio=profile.warmup_ratio, bf16=profile.train_bf16, val_users=profile.val_users,
                     eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,
-                    max_history=profile.max_history, seed=profile.seed)
+                    max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
+                    item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
+                    dense_weight=profile.dense_weight, seed=profile.seed)
         base.update(overrides)
         return cls(**base)
 

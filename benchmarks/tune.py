@@ -1,0 +1,62 @@
+"""Tuning record: short runs of candidate item-token settings, scored on validation targets only.
+
+    python benchmarks/tune.py --dataset lastfm --profile cpu --budget 0.25 --users 1000
+
+Trains each candidate of ``llmrec_lite.tuning.CANDIDATES`` (stage 1 then stage 2, with
+``--budget`` times the profile's training prompts), ranks the catalogue for ``--users``
+users on their validation target and writes benchmarks/results/tune_<dataset>_<profile>.json
+(or --out) with the machine and date. No test target is read (tests/test_tuning.py
+replaces them all and checks that the record does not change). The candidates' runs are
+kept in --runs (default runs/tune/<dataset>) and reused when the script is run again.
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from llmrec_lite.device import describe_machine
+from llmrec_lite.fileio import write_json
+from llmrec_lite.profiles import get_profile
+from llmrec_lite.runs import Run
+from llmrec_lite.tuning import CANDIDATES, tune
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="lastfm")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--budget", type=float, default=0.25, help="share of the profile's training prompts")
+    parser.add_argument("--users", type=int, default=None, help="validation users scored (default: all)")
+    parser.add_argument("--eval-every", type=int, default=15, help="steps between the curve's validation points")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names of CANDIDATES")
+    parser.add_argument("--runs", default=None, help="folder of the candidates' runs (default runs/tune/<dataset>)")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
+    args = parser.parse_args(argv)
+
+    profile = get_profile(args.profile)
+    unknown = [n for n in args.candidates.split(",") if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"tune_{args.dataset}_{profile.name}.json"
+    if out.exists() and not args.overwrite:
+        parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
+    runs = Path(args.runs) if args.runs else Path("runs") / "tune" / args.dataset
+    run = Run.open(profile, args.dataset, runs)
+    record = tune(run, {n: CANDIDATES[n] for n in args.candidates.split(",")}, budget=args.budget, users=args.users,
+                  out=runs, eval_every=args.eval_every)
+    record = {**record, "machine": describe_machine(), "date": datetime.date.today().isoformat()}
+    write_json(out, record)
+    print(json.dumps({"out": str(out), "best": record["best"],
+                      **{c["name"]: {"valid_hr@10": c["valid"]["hr@10"], "valid_hr@10_masked": c["valid"]["hr@10_masked"],
+                                     "train_minutes": c["train_minutes"]} for c in record["candidates"]}}))
+    return record
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

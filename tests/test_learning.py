@@ -1,0 +1,159 @@
+"""The learning-efficiency settings: dense next-item supervision, cosine item logits, learning
+rates per parameter group, and the tuning record that never reads a test target."""
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec_lite.data import InteractionData
+from llmrec_lite.profiles import get_profile
+from llmrec_lite.prompts import collate
+from llmrec_lite.runs import Run
+from llmrec_lite.settings import TrainSettings
+from llmrec_lite.split import LeaveOneOutSplit
+from llmrec_lite.templates import get_template
+from llmrec_lite.train import parameter_groups
+from llmrec_lite.tuning import tune, without_timings
+
+PROFILE = get_profile("smoke")
+
+
+def settings(stage, **kw):
+    base = dict(samples_per_task=None, sample_ratio=1.0, val_users=4, eval_every=2, checkpoint_every=2)
+    base.update(kw)
+    return TrainSettings.from_profile(PROFILE, stage, "item-token", **base)
+
+
+@pytest.mark.parametrize("with_embeddings", [True, False])
+def test_dense_targets_pair_each_history_item_with_the_next(tiny_run, with_embeddings):
+    enc = tiny_run.encoder(with_embeddings=with_embeddings)
+    history = [0, 3, 5]
+    encoded = enc.encode(get_template("sequential", 0), 1, history, target=7)
+    pairs = encoded.next_item_targets()
+    assert [item for _, item in pairs] == [3, 5, 7]
+    assert encoded.history_items == history
+    tokens = enc.tokenizer.convert_ids_to_tokens([encoded.input_ids[p] for p, _ in pairs])
+    if with_embeddings:  # each position is the item's slot
+        assert [p for p, _ in pairs] == [p for p, k in zip(encoded.slot_positions, encoded.slot_kinds) if k == "item"]
+    else:  # each position is the last token of the item's text id (its last digit)
+        ids = [enc.data.item_id(i) for i in history]
+        assert [t.lstrip("▁Ġ")[-1] for t in tokens] == [str(i)[-1] for i in ids]
+    # no target (inference): nothing to supervise
+    assert enc.encode(get_template("sequential", 0), 1, history).next_item_targets() == []
+    # a direct prompt has no history positions
+    assert enc.encode(get_template("direct", 0), 1, history, target=7).next_item_targets() == []
+
+
+def test_collate_shifts_dense_positions_with_the_padding(tiny_run):
+    enc = tiny_run.encoder()
+    short = enc.encode(get_template("sequential", 0), 0, [1], target=2)
+    long = enc.encode(get_template("sequential", 0), 1, [1, 2, 3, 4], target=5)
+    batch = collate([short, long], tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    pad = len(long.input_ids[: long.response_start]) - short.response_start
+    assert batch.next_items.tolist() == [2, 2, 3, 4, 5]
+    assert batch.next_batch.tolist() == [0, 1, 1, 1, 1]
+    assert batch.next_pos[0].item() == pad + short.history_positions[0]
+
+
+def test_dense_supervision_does_not_see_the_item_it_predicts(tiny_run):
+    # the hidden state at history position k must not change when the items after k change
+    model = tiny_run.build_model(settings(1, dense_weight=0.5))
+    model.eval()
+    enc = tiny_run.encoder()
+    tmpl = get_template("sequential", 0)
+    a = enc.encode(tmpl, 0, [1, 2, 3], target=4)
+    b = enc.encode(tmpl, 0, [1, 6, 7], target=8)
+    pad = tiny_run.backbone.tokenizer.pad_token_id
+    with torch.no_grad():
+        ha = model.hidden_states(collate([a], pad, with_response=False))[0]
+        hb = model.hidden_states(collate([b], pad, with_response=False))[0]
+    first = a.history_positions[0]
+    torch.testing.assert_close(ha[: first + 1], hb[: first + 1])
+    assert not torch.allclose(ha[a.history_positions[1]], hb[b.history_positions[1]])
+
+
+def test_dense_loss_mixes_answer_and_history_positions(tiny_run):
+    enc = tiny_run.encoder()
+    encoded = [enc.encode(get_template("sequential", 0), 0, [1, 2, 3], target=4)]
+    batch = collate(encoded, tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    plain = tiny_run.build_model(settings(1, dense_weight=0.0))
+    dense = tiny_run.build_model(settings(1, dense_weight=0.5))
+    dense.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        p, d = plain(batch), dense(batch)
+    torch.testing.assert_close(p["answer_loss"], d["answer_loss"])
+    assert p["loss"].item() == pytest.approx(p["answer_loss"].item())
+    assert d["loss"].item() != pytest.approx(d["answer_loss"].item())
+
+
+def test_cosine_logits_start_at_the_temperature_and_are_bounded(tiny_run):
+    model = tiny_run.build_model(settings(1, item_logit="cosine", logit_temperature=0.05))
+    assert model.item_logit_log_scale.exp().item() == pytest.approx(20.0)
+    batch = tiny_run.encoder().batch(get_template("sequential", 0), [0, 1])
+    with torch.no_grad():
+        scores = model.score_items(batch)
+    assert scores.abs().max().item() <= 20.0 + 1e-4
+    # the catalogue computed once gives the same scores
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_items(batch, model.item_matrix()), scores)
+
+
+def test_overfit_with_cosine_logits_and_dense_supervision(tiny_run):
+    common = dict(tasks=("sequential",), epochs=300, lr=1e-2, batch_size=8, warmup_ratio=0.0, eval_every=10_000,
+                  checkpoint_every=10_000, item_logit="cosine", dense_weight=0.5)
+    tiny_run.train(settings(1, **common), show_progress=False)
+    tiny_run.train(settings(2, **common), show_progress=False)
+    trained = tiny_run.load("item-token", 2)
+    assert trained.model.item_logit == "cosine" and trained.model.dense_weight == 0.5
+    enc, tmpl = tiny_run.encoder(), get_template("sequential", 0)
+    samples = list(tiny_run.split.train_samples())
+    batch = collate([enc.encode(tmpl, x.user, x.history) for x in samples], tiny_run.backbone.tokenizer.pad_token_id,
+                    with_response=False)
+    with torch.no_grad():
+        top = trained.model.score_items(batch).argmax(1)
+    assert top.tolist() == [x.target for x in samples]
+
+
+def test_learning_rates_per_parameter_group(tiny_run):
+    model = tiny_run.build_model(settings(1))
+    model.set_stage(2)
+    groups = parameter_groups(model, settings(2, lr=1e-3, lora_lr=3e-4, projector_lr=2e-3))
+    rates = sorted(g["lr"] for g in groups)
+    assert rates == sorted([2e-3, 3e-4, settings(2).logit_scale_lr])
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("bad, message", [(dict(item_logit="l2"), "item_logit"), (dict(dense_weight=1.0), "dense_weight"),
+                                          (dict(logit_temperature=0.0), "temperature"), (dict(lora_lr=-1.0), "lora_lr")])
+def test_bad_head_settings_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        settings(1, **bad)
+
+
+def _with_other_test_targets(run):
+    """The same run with every user's test target (last item) replaced by another item."""
+    data = run.data
+    sequences = []
+    for seq in data.sequences:
+        seq = np.array(seq).copy()
+        seq[-1] = (seq[-1] + 1 + len(seq)) % data.num_items
+        if seq[-1] == seq[-2]:
+            seq[-1] = (seq[-1] + 1) % data.num_items
+        sequences.append(seq)
+    fields = {k: v for k, v in data.__dict__.items()}
+    fields["sequences"] = sequences
+    other = InteractionData(**fields)
+    split = LeaveOneOutSplit.from_data(other)
+    assert (split.test_targets != run.split.test_targets).all()
+    return Run(run.out.parent / "other", run.profile, other, split, run.wals, run.backbone)
+
+
+def test_tuning_record_never_reads_a_test_target(tiny_run):
+    candidates = {"dot": {"item_logit": "dot"}, "cosine + dense": {"item_logit": "cosine", "dense_weight": 0.5}}
+    first = tune(tiny_run, candidates, budget=1.0, show_progress=False)
+    second = tune(_with_other_test_targets(tiny_run), candidates, budget=1.0, show_progress=False)
+    assert without_timings(first) == without_timings(second)
+    assert first["targets"] == "valid" and first["best"] in candidates
+    row = first["candidates"][0]
+    assert {"hr@10", "ndcg@10", "hr@10_masked"} <= set(row["valid"]) and row["curve"]
+    assert all("val_hr@10" in point for point in row["curve"])
