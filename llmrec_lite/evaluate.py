@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from llmrec_lite.metrics import DEFAULT_KS, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
+from llmrec_lite.metrics import DEFAULT_KS, bootstrap_interval, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
 from llmrec_lite.templates import get_template
 from llmrec_lite.variants import check_targets
 
@@ -27,16 +27,12 @@ class Evaluation:
     gold: np.ndarray
     users: np.ndarray
     ranks: np.ndarray | None = None
+    other_ranks: np.ndarray | None = None  # the other rule's ranks (masked when the metrics are unmasked)
 
     def bootstrap(self, key: str = "hr@10", samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
         """Percentile bootstrap interval of a metric over users (resampled with replacement)."""
-        k = int(key.split("@")[1].split("_")[0])
         ranks = self.ranks if self.ranks is not None else ranks_from_lists(self.top_items, self.gold)
-        values = (ranks < k).astype(float) if key.startswith("hr") else np.where(ranks < k, 1 / np.log2(ranks + 2.0), 0.0)
-        rng = np.random.default_rng(seed)
-        means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(1)
-        lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-        return float(lo), float(hi)
+        return bootstrap_interval(ranks, key, samples, seed, level)
 
     def rankings(self, data) -> list[dict]:
         """One record per user: ranked top-K item ids (as in prompts) and the gold id."""
@@ -136,7 +132,7 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
                     "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history})
     metrics["bf16"] = bf16
-    return Evaluation(metrics, tops, gold_items[users], users, plain)
+    return Evaluation(metrics, tops, gold_items[users], users, plain, other)
 
 
 @torch.no_grad()

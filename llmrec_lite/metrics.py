@@ -112,6 +112,44 @@ def evaluate_scores(
     return out
 
 
+def per_user_values(ranks: np.ndarray, key: str = "hr@10") -> np.ndarray:
+    """Each user's contribution to ``key`` (``hr@K`` or ``ndcg@K``) from 0-based target ranks."""
+    k = int(key.split("@")[1].split("_")[0])
+    ranks = np.asarray(ranks)
+    if key.startswith("hr"):
+        return (ranks < k).astype(float)
+    return np.where(ranks < k, 1 / np.log2(ranks + 2.0), 0.0)
+
+
+def bootstrap_interval(ranks: np.ndarray, key: str = "hr@10", samples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a metric over users (resampled with replacement)."""
+    values = per_user_values(ranks, key)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, key: str = "hr@10", samples: int = 2000,
+                     seed: int = 0, level: float = 0.95) -> dict:
+    """Difference ``a - b`` of a metric over the same users, with its paired bootstrap interval.
+
+    Both rank arrays must be over the same users in the same order: each resample draws
+    users, and both models' values of a drawn user move together, so the interval reflects
+    how consistently one model beats the other rather than each model's own spread.
+    """
+    a, b = per_user_values(ranks_a, key), per_user_values(ranks_b, key)
+    if a.shape != b.shape:
+        raise ValueError(f"Paired comparison needs the same users: {len(a)} ranks against {len(b)}.")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"key": key, "difference": float(diff.mean()), "ci95": [float(lo), float(hi)], "users": int(len(diff)),
+            "verdict": "above" if lo > 0 else ("below" if hi < 0 else "not separated")}
+
+
 def evaluate_scorer(score_fn, split, users=None, targets: str = "test", ks: Sequence[int] = DEFAULT_KS,
                     batch_size: int = 2048, top: int = 10) -> tuple[dict, np.ndarray]:
     """HR/NDCG, unmasked and with history masked, of ``score_fn(users) -> (len(users), items)``.
@@ -129,9 +167,12 @@ def evaluate_scorer(score_fn, split, users=None, targets: str = "test", ks: Sequ
         ranks.append(target_ranks(scores, gold))
         masked.append(target_ranks(scores, gold, exclude=[split.history(int(u), targets) for u in chunk]))
         tops.append(top_k(scores, top))
-    out = metrics_from_ranks(np.concatenate(ranks), ks)
-    out.update(metrics_from_ranks(np.concatenate(masked), ks, "_masked"))
+    ranks, masked = np.concatenate(ranks), np.concatenate(masked)
+    out = metrics_from_ranks(ranks, ks)
+    out.update(metrics_from_ranks(masked, ks, "_masked"))
     out["users"] = int(len(users))
+    out["hr@10_ci95"] = list(bootstrap_interval(ranks, "hr@10"))
+    out["hr@10_masked_ci95"] = list(bootstrap_interval(masked, "hr@10"))
     return out, np.concatenate(tops)
 
 

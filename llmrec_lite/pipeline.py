@@ -30,11 +30,34 @@ LLM_RUNS = (
 )
 
 
-def evaluations_for(stage: int) -> tuple[tuple[str, str], ...]:
+def is_main_dataset(profile, dataset: str) -> bool:
+    """The first of the profile's results datasets (or a file of one's own) gets the full grid."""
+    return dataset not in profile.results_datasets or dataset == profile.results_datasets[0]
+
+
+def llm_runs(profile, dataset: str) -> tuple[tuple[Variant, int, str], ...]:
+    """The LLM rows of one dataset's table under a profile (see ``Profile.evaluation_grid``)."""
+    if profile.evaluation_grid == "full":
+        return LLM_RUNS
+    if profile.evaluation_grid != "lean":
+        raise ValueError(f"Unknown evaluation_grid {profile.evaluation_grid!r}; choose 'full' or 'lean'.")
+    keep = {(ITEM_TOKEN, 1), (ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2)}
+    if is_main_dataset(profile, dataset):
+        keep.add((TEXT_ID, 2))
+    return tuple(r for r in LLM_RUNS if (r[0], r[1]) in keep)
+
+
+def evaluations_for(stage: int, variant: Variant = None, profile=None, dataset: str | None = None
+                    ) -> tuple[tuple[str, str], ...]:
     """(task, template) pairs evaluated for a model: stage-1 models are intermediate, so only
-    the main row (sequential, seen); final models on both tasks, seen and unseen templates."""
+    the main row (sequential, seen); final models on both tasks, seen and unseen templates
+    (under a ``"lean"`` grid only item-token models of the main dataset)."""
+    main_row = (("sequential", "seen"),)
     if stage == 1:
-        return (("sequential", "seen"),)
+        return main_row
+    if profile is not None and profile.evaluation_grid == "lean" and (
+            variant is None or variant.output != "item-token" or not is_main_dataset(profile, dataset)):
+        return main_row
     return tuple((task, template) for task in TASKS for template in ("seen", "unseen"))
 
 
@@ -49,7 +72,7 @@ def stages_to_train(variant: Variant, stage: int) -> tuple[int, ...]:
 def train_all(run, show_progress: bool = True) -> dict:
     """Trains every LLM variant needed by the results table (reusing finished stages)."""
     results = {}
-    for variant, stage, _ in LLM_RUNS:
+    for variant, stage, _ in llm_runs(run.profile, run.data.name):
         for s in stages_to_train(variant, stage):
             if (variant, s) not in results:
                 results[(variant, s)] = run.ensure(run.settings(variant, s), show_progress)
@@ -78,42 +101,74 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     cache = run.out / "eval" / f"{variant}-stage{stage}-{task}-{template}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
         saved = json.loads(cache.read_text())
+        other = saved.get("other_ranks")
         return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
-                          np.array(saved["users"]), np.array(saved["ranks"]))
+                          np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other))
     users = evaluation_users(run.split, n_users, seed=run.profile.seed)
     ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
                         show_progress=show_progress)
     write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
-                       "users": ev.users.tolist(), "ranks": ev.ranks.tolist()})
+                       "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
+                       "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist()})
     return ev
 
 
 def evaluate_all(run, show_progress: bool = True) -> list[dict]:
-    """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic baselines."""
+    """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic
+    baselines and SASRec on the same users as the item-token rows."""
     from llmrec_lite.baselines import classic_baselines
+    from llmrec_lite.evaluate import evaluation_users
+    from llmrec_lite.metrics import bootstrap_interval
 
     rows = []
-    for variant, stage, label in LLM_RUNS:
-        for task, template in evaluations_for(stage):
+    profile = run.profile
+    for variant, stage, label in llm_runs(profile, run.data.name):
+        for task, template in evaluations_for(stage, variant, profile, run.data.name):
             ev = evaluate_cached(run, variant, stage, task, template, show_progress=show_progress)
             lo, hi = ev.bootstrap("hr@10")
+            extra = {}
+            if ev.other_ranks is not None:  # item-token rows: the masked rule's interval too
+                extra["hr@10_masked_ci95"] = list(bootstrap_interval(ev.other_ranks, "hr@10"))
             # identity after the metrics: the evaluation's own keys never overwrite the row's stage
             rows.append({**ev.metrics, "model": label, "variant": variant.name, "output": variant.output,
                          "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
                          "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
-                         "training_samples": training_samples(run, variant, stage)})
-    classic = classic_baselines(run.split, run.wals, seed=run.profile.seed)
-    classic[SASREC_LABEL] = sasrec_metrics(run, show_progress)
+                         **extra, "training_samples": training_samples(run, variant, stage)})
+    users = evaluation_users(run.split, profile.eval_users, seed=profile.seed)
+    classic = classic_baselines(run.split, run.wals, users=users, seed=profile.seed)
+    classic[SASREC_LABEL] = sasrec_metrics(run, show_progress, users=users)
     for name, metrics in classic.items():
         rows.append({**metrics, "model": name, "variant": "classic", "output": None, "use_embeddings": None,
                      "stage": None, "task": "no prompt", "template": None, "targets": "test"})
     return rows
 
 
+def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
+    """Stage 2 against stage 1 and against the no-CF model (item-token side, sequential task,
+    seen template, unmasked and masked): the HR@10 difference over the same users with its
+    paired bootstrap 95% interval (from the cached evaluations)."""
+    from llmrec_lite.metrics import paired_bootstrap
+
+    def ranks(variant, stage):
+        return evaluate_cached(run, variant, stage, "sequential", "seen", show_progress=show_progress)
+
+    out = []
+    s2 = ranks(ITEM_TOKEN, 2)
+    for other_variant, other_stage, name in ((ITEM_TOKEN, 1, "stage 2 - stage 1"),
+                                             (ITEM_TOKEN_TEXT, 2, "stage 2 - no CF embeddings")):
+        other = ranks(other_variant, other_stage)
+        if not np.array_equal(s2.users, other.users):
+            raise ValueError("Paired comparisons need both models evaluated on the same users.")
+        out.append({"comparison": name, "rule": "unmasked", **paired_bootstrap(s2.ranks, other.ranks)})
+        if s2.other_ranks is not None and other.other_ranks is not None:
+            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(s2.other_ranks, other.other_ranks)})
+    return out
+
+
 SASREC_LABEL = "SASRec (full softmax)"
 
 
-def sasrec_metrics(run, show_progress: bool = True) -> dict:
+def sasrec_metrics(run, show_progress: bool = True, users=None) -> dict:
     """SASRec trained on the run's split (once; kept in ``out/sasrec``) and evaluated on the test
     targets under the same rule, with its training record (epochs, seconds, validation curve)."""
     from llmrec_lite.checkpoints import read_json
@@ -128,9 +183,9 @@ def sasrec_metrics(run, show_progress: bool = True) -> dict:
     else:
         model, record = fit_sasrec(run.split, config, show_progress=show_progress)
         save_sasrec(model, record, folder)
-    return {**evaluate_sasrec(model, run.split), "best_epoch": record.best_epoch, "epochs_run": record.epochs_run,
-            "train_seconds": record.seconds, "seconds_per_epoch": record.seconds_per_epoch,
-            "valid_hr@10": record.best_valid_hr10}
+    return {**evaluate_sasrec(model, run.split, users=users), "best_epoch": record.best_epoch,
+            "epochs_run": record.epochs_run, "train_seconds": record.seconds, "seconds_per_epoch": record.seconds_per_epoch,
+            "valid_hr@10": record.best_valid_hr10, "curve": record.to_dict().get("curve")}
 
 
 def training_samples(run, variant: Variant, stage: int) -> int:
@@ -170,6 +225,8 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
                          f"not {dataset!r} under {profile.name!r}; pass run=None to open the right one.")
     training = train_all(run, show_progress)
     rows = evaluate_all(run, show_progress)
+    from llmrec_lite.evaluate import evaluation_users
+
     result = {
         "dataset": run.data.name,
         "profile": profile.name,
@@ -178,7 +235,13 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
         "machine": describe_machine(),
         "rule": "full ranking over the catalogue, one test target per user; plain metrics unmasked (OpenP5)",
         "training": {f"{v}/stage{s}": r for (v, s), r in training.items()},
+        "num_users": run.split.num_users,
+        "evaluated_users": int(len(evaluation_users(run.split, profile.eval_users, seed=profile.seed))),
+        "users_rule": ("every user" if profile.eval_users is None or profile.eval_users >= run.split.num_users
+                       else f"one seeded subset of {profile.eval_users} users (seed {profile.seed}), shared by every "
+                            "item-token and classic row"),
         "rows": rows,
+        "paired": paired_comparisons(run, show_progress),
     }
     write_json(out / "results.json", result)
     header = (f"# Results: {run.data.name}, profile {profile.name}, backbone {run.backbone.source}, "

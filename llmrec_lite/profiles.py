@@ -52,7 +52,9 @@ class Profile:
         text_id_samples: The same for the text-id side.
         sample_ratio: Used instead of the sample counts when they are ``None`` (OpenP5: 20 %).
         val_users, eval_every, checkpoint_every: validation subset and intervals (steps).
-        eval_users: Test users evaluated for item-token models (``None``: all).
+        eval_users: Test users evaluated for item-token models and the classic baselines: all of
+            them up to this many, else one seeded subset of this size shared by every row
+            (``None``: all).
         text_id_eval_users: Test users for text-id models (beam search is the slow part).
         explorer_items: Items the embedding explorer lays out (the most popular; ``None``: all).
         explorer_tokens: Token embeddings sampled for context in the explorer.
@@ -65,6 +67,11 @@ class Profile:
             history position predicts the item after it); ``0``: the answer position only.
         lora_lr, projector_lr: Learning rates of the LoRA adapters and of the projectors (and
             free item embeddings); ``None``: ``lr``.
+        evaluation_grid: ``"full"``: every LLM row of the results table on every dataset, each
+            final model on both tasks and both templates. ``"lean"`` (the cpu profile's budget):
+            the text-id side only as its stage-2 row with CF embeddings, sequential task, seen
+            template, on the first results dataset; the item-token rows everywhere, with the
+            full task/template grid on the first results dataset only.
     """
 
     name: str
@@ -112,13 +119,15 @@ class Profile:
     dense_weight: float = 0.0
     lora_lr: float | None = None
     projector_lr: float | None = None
+    evaluation_grid: str = "full"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), device="cpu", backbone="cpu"),
+    "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), results_datasets=("lastfm", "beauty"), device="cpu",
+                   backbone="cpu", eval_users=2000, evaluation_grid="lean"),
     # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
     # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit.
     "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), results_datasets=("lastfm", "beauty", "ml1m"),

@@ -47,3 +47,18 @@ def test_evaluate_scores_masked_keys():
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.3]])
     out = M.evaluate_scores(scores, [2], histories=[[1]], ks=(1,))
     assert out["hr@1"] == 0.0 and out["hr@1_masked"] == 1.0
+
+
+def test_paired_bootstrap_separates_a_consistent_gain_only():
+    from llmrec_lite.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 50, size=400)
+    same = paired_bootstrap(base, base)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and same["verdict"] == "not separated"
+    better = np.where(rng.random(400) < 0.3, 0, base)  # 30 % of users get their target first
+    result = paired_bootstrap(better, base)
+    assert result["difference"] > 0 and result["ci95"][0] > 0 and result["verdict"] == "above"
+    assert paired_bootstrap(base, better)["verdict"] == "below"
+    with pytest.raises(ValueError, match="same users"):
+        paired_bootstrap(base, base[:10])

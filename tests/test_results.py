@@ -111,3 +111,20 @@ def test_budget_comes_from_training_steps():
     assert len(table) == 7  # every trained stage: both stages of three variants, stage 2 of the text-id baseline
     assert list(table.columns) == ["model", "stage", "prompts (cpu)", "steps (cpu)", "prompts (gpu)", "steps (gpu)"]
     assert (table["steps (gpu)"] > table["steps (cpu)"]).all()
+
+
+def test_lean_grid_keeps_the_text_id_row_on_the_main_dataset_only():
+    from llmrec_lite.pipeline import ITEM_TOKEN, TEXT_ID, TEXT_ID_TEXT, evaluations_for, llm_runs
+    from llmrec_lite.profiles import get_profile
+
+    cpu, gpu = get_profile("cpu"), get_profile("gpu")
+    main, other = cpu.results_datasets
+    rows = lambda p, d: {(v, s) for v, s, _ in llm_runs(p, d)}
+    assert (TEXT_ID, 2) in rows(cpu, main) and (TEXT_ID, 1) not in rows(cpu, main)
+    assert (TEXT_ID_TEXT, 2) not in rows(cpu, main)
+    assert all(v.output == "item-token" for v, _ in rows(cpu, other))
+    assert len(llm_runs(gpu, other)) == 6
+    assert len(evaluations_for(2, ITEM_TOKEN, cpu, main)) == 4
+    assert evaluations_for(2, ITEM_TOKEN, cpu, other) == (("sequential", "seen"),)
+    assert evaluations_for(2, TEXT_ID, cpu, main) == (("sequential", "seen"),)
+    assert len(evaluations_for(2, TEXT_ID, gpu, main)) == 4
