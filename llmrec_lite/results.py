@@ -12,6 +12,16 @@ reads as a sequence of results rather than of pandas filters:
 - :func:`hr10_figure`: the main rows' HR@10 with bootstrap intervals, published numbers as markers;
 - :func:`training_table`, :func:`validation_table`: what each stage cost and its final
   validation loss;
+- :func:`table_label`: what one dataset's table was made from (users, backbone, profile,
+  hardware), stated once above it;
+- :func:`paired_table`, :func:`paired_sentence`: the paired bootstrap comparisons of
+  ``results.json``'s ``paired``;
+- :func:`text_id_sentence`, :func:`grid_sentence`: what the text-id side and the evaluation
+  grid of a build contain (a ``"lean"`` grid leaves rows out);
+- :func:`paper_comparison`, :func:`sasrec_claim`: the paper's "stage 2 beats SASRec"
+  comparison, our rows beside the paper's numbers;
+- :func:`sasrec_published`, :func:`sasrec_curve_figure`: our SASRec against the published
+  same-file SASRec numbers, and its validation curve;
 - :func:`budget_table`: training prompts and optimizer steps per stage under this build's
   profile and under OpenP5's recipe (the ``gpu`` profile), computed by
   :func:`llmrec_lite.batching.training_steps`.
@@ -22,6 +32,7 @@ by taking their labels apart.
 
 from __future__ import annotations
 
+from llmrec_lite.pipeline import ITEM_TOKEN, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT
 from llmrec_lite.variants import Variant
 
 MAIN_TASK, MAIN_TEMPLATE = "sequential", "seen"
@@ -30,7 +41,7 @@ CLASSIC = "classic"
 # columns of the main table: results.json key -> header
 MAIN_COLUMNS = {"model": "model", "task": "task", "template": "template", "users": "users", "hr@5": "HR@5",
                 "hr@10": "HR@10", "hr@10_ci95": "HR@10 95% CI", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10",
-                "hr@10_masked": "HR@10 masked"}
+                "hr@10_masked": "HR@10 masked", "hr@10_masked_ci95": "HR@10 masked 95% CI"}
 
 
 # --------------------------------------------------------------------------- provenance
@@ -62,6 +73,46 @@ def provenance(result: dict) -> dict:
     """
     return {"dataset": result["dataset"], "profile": result["profile"], "backbone": backbone_label(result["backbone"]),
             "hardware": hardware_label(result.get("machine", {})), "indexing": result.get("indexing", "-")}
+
+
+def users_label(result: dict) -> str:
+    """Which test users a dataset's rows were evaluated on, in words.
+
+    ``"all 1,090 users"`` or ``"2,000 of 22,363 users: one seeded subset ..."`` (the run's
+    ``users_rule``), plus the rows evaluated on fewer users (text-id rows: beam search is the
+    slow part), so that a reader of one table knows what its HR@10s average over.
+
+    Args:
+        result: A ``results.json`` dictionary (``num_users``, ``evaluated_users``, ``users_rule``;
+            results written before those keys fall back to the rows' ``users``).
+    """
+    rows = result.get("rows", [])
+    num, evaluated = result.get("num_users"), result.get("evaluated_users")
+    if num is None or evaluated is None:
+        counts = sorted({int(r["users"]) for r in rows if r.get("users")}, reverse=True)
+        return f"{' or '.join(f'{c:,}' for c in counts) or 'an unrecorded number of'} users (see the users column)"
+    if evaluated >= num:
+        text = f"all {num:,} users"
+    else:
+        text = f"{evaluated:,} of {num:,} users: {result.get('users_rule', 'a seeded subset')}"
+    fewer = [r for r in rows if r.get("users") is not None and r["users"] < evaluated]
+    for output in dict.fromkeys(r.get("output") or r["variant"] for r in fewer):
+        users = min(r["users"] for r in fewer if (r.get("output") or r["variant"]) == output)
+        text += f"; {output} rows on {users:,} of them"
+    return text
+
+
+def table_label(result: dict, display_name: str | None = None) -> str:
+    """The line printed above one dataset's main table: dataset, users evaluated, backbone,
+    profile and hardware (the table itself keeps to metrics).
+
+    Args:
+        result: A ``results.json`` dictionary.
+        display_name: The dataset's name as the book writes it (default: its key).
+    """
+    made_by = provenance(result)
+    return (f"{display_name or result['dataset']}: {users_label(result)}. Backbone {made_by['backbone']}, "
+            f"profile {made_by['profile']}, {made_by['hardware']}.")
 
 
 # --------------------------------------------------------------------------- finding rows
@@ -128,7 +179,7 @@ def main_table(rows: list[dict]):
 
     Returns:
         A :class:`pandas.DataFrame` with the columns of :data:`MAIN_COLUMNS` (text-id models
-        have no masked column: their beams cannot be re-ranked, see chapter 6).
+        have no masked columns: their beams cannot be re-ranked, see chapter 6).
     """
     import pandas as pd
 
@@ -137,6 +188,7 @@ def main_table(rows: list[dict]):
         record = {header: r.get(key) for key, header in MAIN_COLUMNS.items()}
         record["template"] = r.get("template") or "-"
         record["HR@10 95% CI"] = ci_text(r.get("hr@10_ci95"))
+        record["HR@10 masked 95% CI"] = ci_text(r.get("hr@10_masked_ci95"))
         records.append(record)
     return pd.DataFrame(records, columns=list(MAIN_COLUMNS.values()))
 
@@ -150,15 +202,15 @@ def template_table(rows: list[dict]):
 
 
 def published_table(references: list[dict]):
-    """The published numbers to show beside ours: model, task, rule, HR@10, NDCG@10 and source.
+    """The published numbers to show beside ours: model, task, rule, HR@5, HR@10, NDCG@10 and source.
 
     Args:
         references: :func:`llmrec_lite.book.reference_results` for one dataset.
     """
     import pandas as pd
 
-    columns = {"model": "model", "task": "task", "rule": "rule", "hr@10": "HR@10", "ndcg@10": "NDCG@10",
-               "source": "source"}
+    columns = {"model": "model", "task": "task", "rule": "rule", "hr@5": "HR@5", "hr@10": "HR@10",
+               "ndcg@10": "NDCG@10", "source": "source"}
     return pd.DataFrame([{header: r.get(key) for key, header in columns.items()} for r in references],
                         columns=list(columns.values()))
 
@@ -269,10 +321,350 @@ def hr10_figure(rows: list[dict], references: list[dict], title: str):
     err_lo = [v - ci[0] if isinstance(ci, (list, tuple)) else 0.0 for ci, v in zip(cis, values)]
     fig = go.Figure(go.Bar(x=values, y=[r["model"] for r in shown], orientation="h", name="this build",
                            error_x=dict(type="data", array=err_hi, arrayminus=err_lo)))
-    published = [r for r in references if r["rule"] == "unmasked" and r["task"] == MAIN_TASK]
+    # a published row without HR@10 (the paper's SASRec on Beauty reports HR@5 only) has no marker
+    published = [r for r in references if r["rule"] == "unmasked" and r["task"] == MAIN_TASK
+                 and r.get("hr@10") is not None]
     fig.add_trace(go.Scatter(x=[r["hr@10"] for r in published], y=[r["model"] for r in published], mode="markers",
                              marker=dict(symbol="diamond", size=9, color="gray"), name="published (see sources)"))
     fig.update_layout(title=title, xaxis_title="HR@10", yaxis=dict(autorange="reversed", automargin=True),
                       legend=dict(orientation="h", y=-0.15))
     return fig
 
+
+
+# --------------------------------------------------------------------------- what the build contains
+
+
+def has_row(rows: list[dict], variant: Variant | str, stage: int, task: str = MAIN_TASK,
+            template: str = MAIN_TEMPLATE) -> bool:
+    """Whether the results hold this row (a ``"lean"`` evaluation grid leaves some out)."""
+    try:
+        find_row(rows, variant, stage, task, template)
+    except KeyError:
+        return False
+    return True
+
+
+def text_id_sentence(rows: list[dict], profile_name: str) -> str:
+    """What the text-id side says on one dataset, as a sentence that fits the rows present.
+
+    The full grid has stage 2 and its no-embedding baseline; the cpu profile's lean grid has
+    the stage-2 row only, so the sentence says that instead of comparing with a missing row.
+
+    Args:
+        rows: ``results.json``'s ``rows``.
+        profile_name: The profile that made them (named in the sentence).
+    """
+    if not has_row(rows, TEXT_ID, 2):
+        return (f"this build has no text-id row: the {profile_name} profile does not evaluate the text-id "
+                "side on this dataset (the gpu profile evaluates the full grid)")
+    t2 = find_row(rows, TEXT_ID, 2)["hr@10"]
+    if not has_row(rows, TEXT_ID_TEXT, 2):
+        return (f"stage 2 reaches {t2:.4f}; there is no no-embedding baseline to set it against: the "
+                f"{profile_name} profile trains only the text-id stage-2 row (and the stage 1 it builds on), "
+                "the gpu profile the full grid")
+    base = find_row(rows, TEXT_ID_TEXT, 2)["hr@10"]
+    return f"stage 2 reaches {t2:.4f}, {'above' if t2 > base else 'not above'} its no-embedding baseline ({base:.4f})"
+
+
+def grid_sentence(profile, names: dict[str, str]) -> str:
+    """Which final models were evaluated on both tasks and both templates under a profile.
+
+    Args:
+        profile: The build's :class:`~llmrec_lite.profiles.Profile`.
+        names: ``{dataset: display name}`` of the build's datasets, main dataset first.
+    """
+    from llmrec_lite.pipeline import evaluations_for, llm_runs
+
+    full, main_only = {}, {}
+    for dataset, name in names.items():
+        for variant, stage, label in llm_runs(profile, dataset):
+            if stage == 2:
+                grid = full if len(evaluations_for(stage, variant, profile, dataset)) > 1 else main_only
+                grid.setdefault(name, []).append(f"“{label}”")
+    text = "Stage-1 models, an intermediate step, are evaluated on the main row only (sequential task, seen template)"
+    if not main_only:
+        return ("Final models (stage 2 and the baselines) are evaluated on both tasks with the first training "
+                f"template and the held-out one, on every dataset. {text}.")
+
+    def listed(models):
+        return "; ".join(f"{name}'s {' and '.join(labels)}" for name, labels in models.items()) or "none"
+
+    return (f"Under the {profile.name} profile's {profile.evaluation_grid} evaluation grid, these final models are "
+            f"evaluated on both tasks with the first training template and the held-out one: {listed(full)}. These on "
+            f"the main row only (sequential task, seen template): {listed(main_only)}. The gpu profile evaluates "
+            f"every final model on both. {text}.")
+
+
+# --------------------------------------------------------------------------- paired comparisons
+
+# the comparisons :func:`llmrec_lite.pipeline.paired_comparisons` writes
+S2_VS_S1, S2_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddings"
+PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
+
+
+def paired_verdict(ci) -> str:
+    """``"above"``, ``"below"`` or ``"not separated"``: where a difference's interval lies
+    against zero (the rule of :func:`llmrec_lite.metrics.paired_bootstrap`)."""
+    lo, hi = ci
+    return "above" if lo > 0 else ("below" if hi < 0 else "not separated")
+
+
+def find_paired(paired: list[dict], comparison: str, rule: str = "unmasked") -> dict | None:
+    """One entry of ``results.json``'s ``paired`` (``None`` when the run has none)."""
+    return next((p for p in paired or [] if p["comparison"] == comparison and p["rule"] == rule), None)
+
+
+def paired_table(results: dict[str, dict], names: dict[str, str] | None = None):
+    """The paired comparisons of every dataset: HR@10 difference over the same users and its
+    paired bootstrap 95% interval, unmasked and masked.
+
+    Args:
+        results: ``{dataset: results.json dictionary}``.
+        names: ``{dataset: display name}`` (default: the keys).
+    """
+    import pandas as pd
+
+    records = []
+    for dataset, result in results.items():
+        for p in result.get("paired", []):
+            records.append({"dataset": (names or {}).get(dataset, dataset), "comparison": p["comparison"],
+                            "rule": p["rule"], "HR@10 difference": p["difference"],
+                            "paired 95% CI": f"[{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]", "users": p["users"],
+                            "interval": PAIRED_WORDS[p["verdict"]]})
+    return pd.DataFrame(records, columns=["dataset", "comparison", "rule", "HR@10 difference", "paired 95% CI",
+                                          "users", "interval"])
+
+
+def paired_sentence(entry: dict | None) -> str:
+    """One paired comparison in words: the interval of the difference and where it lies."""
+    if entry is None:
+        return "not computed in this build"
+    lo, hi = entry["ci95"]
+    return (f"the paired 95% interval of the HR@10 difference is [{lo:+.4f}, {hi:+.4f}] "
+            f"(mean {entry['difference']:+.4f} over {entry['users']:,} users): {PAIRED_WORDS[entry['verdict']]}")
+
+
+def paired_sentences(results: dict[str, dict], names: dict[str, str], comparison: str, rule: str = "unmasked") -> str:
+    """:func:`paired_sentence` of one comparison on every dataset of the build, joined."""
+    return "; ".join(f"on {names.get(d, d)}, {paired_sentence(find_paired(r.get('paired'), comparison, rule))}"
+                     for d, r in results.items())
+
+
+# --------------------------------------------------------------------------- the paper's comparison
+
+# the paper's headline claim: its stage 2 beats SASRec on this dataset
+PAPER_CLAIM_DATASET = "beauty"
+PAPER_STAGE2 = "Llama-Embed-Stage-2 (paper)"
+PAPER_SASREC = "SASRec (paper)"
+THIS_BUILD = "this build"
+COMPARISON_COLUMNS = {"hr@5": "HR@5", "hr@10": "HR@10", "hr@5_masked": "HR@5 masked", "hr@10_masked": "HR@10 masked",
+                      "hr@10_ci95": "HR@10 95% CI", "hr@10_masked_ci95": "HR@10 masked 95% CI"}
+
+
+def paper_comparison(results: dict[str, dict], reference: list[dict], names: dict[str, str] | None = None):
+    """The paper's comparison, side by side: per dataset of the build, our item-token stage 2
+    and our SASRec (HR@5 and HR@10, unmasked and masked, with intervals) next to the paper's
+    stage-2 and SASRec numbers where it published them.
+
+    Args:
+        results: ``{dataset: results.json dictionary}``.
+        reference: :func:`llmrec_lite.book.reference_results` (every dataset; filtered here).
+        names: ``{dataset: display name}`` (default: the keys).
+
+    Returns:
+        A :class:`pandas.DataFrame`: dataset, model, source, then :data:`COMPARISON_COLUMNS`'
+        headers (a published number under the masked rule goes to the masked columns).
+    """
+    import pandas as pd
+
+    records = []
+    for dataset, result in results.items():
+        name = (names or {}).get(dataset, dataset)
+        ours = [(find_row(result["rows"], ITEM_TOKEN, 2), "item token, CF embeddings, stage 2"),
+                (classic_row(result["rows"], SASREC_LABEL), SASREC_LABEL)]
+        for row, label in ours:
+            record = {"dataset": name, "model": label, "source": THIS_BUILD}
+            record.update({header: row.get(key) for key, header in COMPARISON_COLUMNS.items()})
+            for key in ("hr@10_ci95", "hr@10_masked_ci95"):
+                record[COMPARISON_COLUMNS[key]] = ci_text(row.get(key), 4)
+            records.append(record)
+        for ref in reference:
+            if ref["dataset"] != dataset or ref["model"] not in (PAPER_STAGE2, PAPER_SASREC):
+                continue
+            suffix = "" if ref["rule"] == "unmasked" else "_masked"
+            record = {"dataset": name, "model": ref["model"], "source": ref["source"]}
+            record.update({COMPARISON_COLUMNS[k + suffix]: ref.get(k) for k in ("hr@5", "hr@10")})
+            records.append(record)
+    return pd.DataFrame(records, columns=["dataset", "model", "source", *COMPARISON_COLUMNS.values()])
+
+
+def intervals_overlap(a, b) -> bool | None:
+    """Whether two intervals share a point (``None`` when either is missing)."""
+    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+        return None
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def sasrec_claim(result: dict, display_name: str | None = None) -> dict:
+    """Does "stage 2 beats SASRec" hold on one dataset of this build?
+
+    It holds when stage 2's HR@10 is above SASRec's and their bootstrap 95% intervals do not
+    overlap. For two models evaluated on the same users this test is conservative (a paired
+    interval would be narrower): passing it is strong evidence, while overlapping intervals
+    alone do not show the models equal; the verdict then says "is not shown".
+
+    Args:
+        result: A ``results.json`` dictionary.
+        display_name: The dataset's name in the sentence.
+
+    Returns:
+        ``{"unmasked": {...}, "masked": {...}, "verdict", "sentence"}``; each rule holds
+        ``stage2``, ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and ``overlap``;
+        ``sentence`` is capitalised, without a final full stop (the chapter joins datasets).
+    """
+    s2, sas = find_row(result["rows"], ITEM_TOKEN, 2), classic_row(result["rows"], SASREC_LABEL)
+    out = {}
+    for rule, suffix in (("unmasked", ""), ("masked", "_masked")):
+        a, b = s2[f"hr@10{suffix}"], sas[f"hr@10{suffix}"]
+        ca, cb = s2.get(f"hr@10{suffix}_ci95"), sas.get(f"hr@10{suffix}_ci95")
+        out[rule] = {"stage2": a, "sasrec": b, "difference": a - b, "stage2_ci95": ca, "sasrec_ci95": cb,
+                     "overlap": intervals_overlap(ca, cb)}
+    u = out["unmasked"]
+    if u["difference"] <= 0:
+        out["verdict"] = "does not hold"
+    elif u["overlap"] is False:
+        out["verdict"] = "holds"
+    else:
+        out["verdict"] = "is not shown (stage 2 is above, but the intervals overlap)"
+
+    def overlap_words(r):
+        return {True: "overlap", False: "do not overlap", None: "are not recorded"}[r["overlap"]]
+
+    m = out["masked"]
+    out["sentence"] = (
+        f"On {display_name or result['dataset']}, stage 2's HR@10 is {u['stage2']:.4f} against SASRec's "
+        f"{u['sasrec']:.4f} (difference {u['difference']:+.4f}; the 95% intervals {ci_text(u['stage2_ci95'], 4)} and "
+        f"{ci_text(u['sasrec_ci95'], 4)} {overlap_words(u)}), so “beats SASRec” {out['verdict']} here; "
+        f"with history masked the difference is {m['difference']:+.4f} (intervals {overlap_words(m)})")
+    return out
+
+
+# --------------------------------------------------------------------------- SASRec against published runs
+
+
+def sasrec_published(result: dict, references: list[dict]) -> list[dict]:
+    """Our SASRec's masked HR@10 against every published SASRec number on the same file under
+    the masked rule (S3-Rec's, BSARec's): is the published number inside our bootstrap 95%
+    interval, above it or below it?
+
+    Args:
+        result: A ``results.json`` dictionary.
+        references: :func:`llmrec_lite.book.reference_results` (filtered to the dataset here).
+
+    Returns:
+        One dictionary per published number: ``model``, ``source``, ``published`` (HR@10),
+        ``ours``, ``ci95`` and ``where`` (``"inside"``, ``"above"`` or ``"below"`` our interval).
+    """
+    row = classic_row(result["rows"], SASREC_LABEL)
+    ci = row.get("hr@10_masked_ci95")
+    out = []
+    for ref in references:
+        if (ref["dataset"] != result["dataset"] or ref["rule"] != "masked" or ref.get("hr@10") is None
+                or not ref["model"].startswith("SASRec")):
+            continue
+        value = ref["hr@10"]
+        where = None
+        if ci is not None:
+            where = "inside" if ci[0] <= value <= ci[1] else ("above" if value > ci[1] else "below")
+        out.append({"model": ref["model"], "source": ref["source"], "published": value, "ours": row["hr@10_masked"],
+                    "ci95": ci, "where": where})
+    return out
+
+
+def sasrec_published_table(results: dict[str, dict], reference: list[dict], names: dict[str, str] | None = None):
+    """:func:`sasrec_published` of every dataset as a table."""
+    import pandas as pd
+
+    records = []
+    for dataset, result in results.items():
+        for c in sasrec_published(result, reference):
+            records.append({"dataset": (names or {}).get(dataset, dataset), "published": c["model"],
+                            "source": c["source"], "published HR@10 masked": c["published"],
+                            "our HR@10 masked": c["ours"], "our 95% CI": ci_text(c["ci95"], 4),
+                            "published number": "no interval" if c["where"] is None else f"{c['where']} our interval"})
+    return pd.DataFrame(records, columns=["dataset", "published", "source", "published HR@10 masked",
+                                          "our HR@10 masked", "our 95% CI", "published number"])
+
+
+def sasrec_published_sentence(result: dict, references: list[dict], display_name: str | None = None,
+                              loss: str = "ce", max_epochs: int | None = None, patience: int | None = None) -> str:
+    """:func:`sasrec_published` of one dataset in words (capitalised, no final full stop: the
+    chapter joins datasets with ``". "``); where a published number falls outside our interval,
+    the sentences name the recorded facts that bear on it (the loss, the epoch early stopping
+    kept, the epochs run).
+
+    Args:
+        result: A ``results.json`` dictionary.
+        references: :func:`llmrec_lite.book.reference_results`.
+        display_name: The dataset's name in the sentence.
+        loss: Our SASRec's loss (``SASRecConfig.loss``: ``"ce"`` or ``"bce"``).
+        max_epochs, patience: Its epoch bound and early-stopping patience.
+    """
+    name = display_name or result["dataset"]
+    checks = sasrec_published(result, references)
+    if not checks:
+        return f"On {name}, no published SASRec number under the masked rule is recorded"
+    row = classic_row(result["rows"], SASREC_LABEL)
+    parts = [f"{c['model']} reports {c['published']:.4f}, "
+             + ("with no interval of ours to compare" if c["where"] is None else f"{c['where']} it") for c in checks]
+    text = (f"On {name}, our SASRec's masked HR@10 is {row['hr@10_masked']:.4f} "
+            f"(95% interval {ci_text(row.get('hr@10_masked_ci95'), 4)}); " + "; ".join(parts))
+    if all(c["where"] in ("inside", None) for c in checks):
+        return text + ". Inside our interval, the published runs do not differ from ours beyond noise"
+    ours = ("full-softmax cross-entropy over the catalogue, where the published runs use the binary loss with one "
+            "sampled negative" if loss == "ce" else "the published runs' binary loss with one sampled negative")
+    stopped = row.get("epochs_run")
+    if max_epochs is not None and stopped is not None and stopped >= max_epochs:
+        bound = f", the bound of {max_epochs}, so training may have stopped before it converged"
+    else:
+        bound = "" if patience is None else f" (it stops after {patience} epochs without a better validation HR@10)"
+    return (text + f". Outside our interval, the gap is more than noise; the recorded facts that bear on it: our loss "
+            f"is {ours}; early stopping kept epoch {row.get('best_epoch')} after {stopped} epochs run{bound}")
+
+
+def sasrec_curve_figure(results: dict[str, dict], names: dict[str, str] | None = None):
+    """SASRec's validation HR@10 per epoch on every dataset (from its row's ``curve``), the
+    epoch early stopping kept marked.
+
+    Args:
+        results: ``{dataset: results.json dictionary}``.
+        names: ``{dataset: display name}`` (default: the keys).
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for dataset, result in results.items():
+        row = classic_row(result["rows"], SASREC_LABEL)
+        curve = row.get("curve") or []
+        name = (names or {}).get(dataset, dataset)
+        fig.add_trace(go.Scatter(x=[c["epoch"] for c in curve], y=[c["valid_hr@10"] for c in curve], mode="lines",
+                                 name=name))
+        kept = [c for c in curve if c["epoch"] == row.get("best_epoch")]
+        if kept:
+            fig.add_trace(go.Scatter(x=[kept[0]["epoch"]], y=[kept[0]["valid_hr@10"]], mode="markers",
+                                     marker=dict(size=10, symbol="star"), name=f"{name}: epoch kept"))
+    fig.update_layout(title="SASRec: validation HR@10 per epoch (star: the epoch early stopping kept)",
+                      xaxis_title="epoch", yaxis_title="validation HR@10 (unmasked)",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def sasrec_runs_sentence(results: dict[str, dict], names: dict[str, str] | None = None) -> str:
+    """How long SASRec trained on each dataset: epoch kept, epochs run, minutes."""
+    parts = []
+    for dataset, result in results.items():
+        row = classic_row(result["rows"], SASREC_LABEL)
+        parts.append(f"on {(names or {}).get(dataset, dataset)}, epoch {row.get('best_epoch')} kept of "
+                     f"{row.get('epochs_run')} run, {row.get('train_seconds', 0.0) / 60:.1f} minutes")
+    return "; ".join(parts)

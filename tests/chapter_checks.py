@@ -58,19 +58,30 @@ def _smoke_split():
 
 
 def check_07_results(glued: dict, run_root: Path) -> None:
-    """Chapter 7: the glued HR@10 values and verdicts are those of ``results.json``'s rows,
-    the budget numbers are :func:`~llmrec_lite.batching.training_steps`'s, the validation
-    losses are the recorded ones."""
+    """Chapter 7: the glued HR@10 values and verdicts are those of ``results.json``'s rows, the
+    paired comparisons are recomputed from the cached evaluations' ranks, the side-by-side
+    numbers are the rows', SASRec is re-evaluated from its saved model on the same users, the
+    budget numbers are :func:`~llmrec_lite.batching.training_steps`'s, the validation losses are
+    the recorded ones.
+
+    Works in both shapes of the evaluation grid: rows that a ``"lean"`` grid leaves out (the
+    text-id baseline) are checked only where the run has them.
+    """
     import json
+
+    import numpy as np
 
     from llmrec_lite import results as R
     from llmrec_lite.book import reference_results
-    from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT
+    from llmrec_lite.evaluate import evaluation_users
+    from llmrec_lite.metrics import paired_bootstrap
+    from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT, llm_runs
     from llmrec_lite.profiles import get_profile
     from llmrec_lite.results import stage_budget
 
     profile, data, split = _smoke_split()
-    result = json.loads((Path(run_root) / data.name / "results.json").read_text())
+    run_dir = Path(run_root) / data.name
+    result = json.loads((run_dir / "results.json").read_text())
     rows, training = result["rows"], result["training"]
     assert result["profile"] == "smoke" and glued["made_profile"] == "smoke"
     made_by = R.provenance(result)
@@ -78,35 +89,132 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert glued[f"made_{key}"] == made_by[key], key
     assert glued["main_name"] == data.display_name
 
-    # every glued HR@10 is the matching row's (sequential task, seen template, test targets)
-    def hr10(variant, stage):
-        matching = [r for r in rows if r["variant"] == variant.name and r["stage"] == stage
-                    and r["task"] == "sequential" and r["template"] == "seen"]
-        assert len(matching) == 1, (variant, stage)
-        assert matching[0]["targets"] == "test" and is_rate(matching[0]["hr@10"])
-        return matching[0]["hr@10"]
+    # the label above the table: the users evaluated are the profile's subset of this split's users
+    users = evaluation_users(split, profile.eval_users, seed=profile.seed)
+    assert result["num_users"] == data.num_users and result["evaluated_users"] == len(users)
+    label = glued[f"label_{data.name}"]
+    assert label == R.table_label(result, data.display_name)
+    for piece in (data.display_name, f"{len(users):,} of {data.num_users:,} users", made_by["backbone"], "smoke",
+                  made_by["hardware"]):
+        assert piece in label, piece
+    assert all(r["users"] == len(users) for r in rows if r["output"] != "text-id"), "one subset for every row"
 
+    # every glued HR@10 is the matching row's (sequential task, seen template, test targets)
+    def matching(variant, stage):
+        return [r for r in rows if r["variant"] == variant.name and r["stage"] == stage
+                and r["task"] == "sequential" and r["template"] == "seen"]
+
+    def hr10(variant, stage):
+        found = matching(variant, stage)
+        assert len(found) == 1, (variant, stage)
+        assert found[0]["targets"] == "test" and is_rate(found[0]["hr@10"])
+        return found[0]["hr@10"]
+
+    present = {(v, s) for v, s, _ in llm_runs(profile, data.name)}
+    assert all(len(matching(v, s)) == ((v, s) in present) for v, s in
+               [(ITEM_TOKEN, 1), (ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2), (TEXT_ID, 1), (TEXT_ID, 2), (TEXT_ID_TEXT, 2)])
     s1, s2, base = hr10(ITEM_TOKEN, 1), hr10(ITEM_TOKEN, 2), hr10(ITEM_TOKEN_TEXT, 2)
-    t2, tbase = hr10(TEXT_ID, 2), hr10(TEXT_ID_TEXT, 2)
-    for name, value in {"it_s1": s1, "it_s2": s2, "it_base": base, "tid_s2": t2, "tid_base": tbase}.items():
+    for name, value in {"it_s1": s1, "it_s2": s2, "it_base": base}.items():
         assert close(glued[name], value), name
+    if (TEXT_ID, 2) in present:
+        t2 = hr10(TEXT_ID, 2)
+        assert close(glued["tid_s2"], t2) and f"{t2:.4f}" in glued["tid_sentence"]
+    if (TEXT_ID, 2) in present and (TEXT_ID_TEXT, 2) in present:
+        tbase = hr10(TEXT_ID_TEXT, 2)
+        assert close(glued["tid_base"], tbase)
+        assert glued["cf_helps_text"] == ("above" if t2 > tbase else "not above")
+        assert f"{glued['cf_helps_text']} its no-embedding baseline ({tbase:.4f})" in glued["tid_sentence"]
+    else:  # a lean grid: the sentence says the baseline is not in this build, and compares with nothing
+        assert "tid_base" not in glued and "no no-embedding baseline" in glued["tid_sentence"]
+    assert glued["tid_sentence"] == R.text_id_sentence(rows, "smoke")
+    assert glued["grid_note"] == R.grid_sentence(profile, {data.name: data.display_name})
     pop = next(r["hr@10"] for r in rows if r["variant"] == "classic" and r["model"] == "popularity")
     assert close(glued["pop"], pop) and is_rate(glued["pop"])
     target = next(r["hr@10"] for r in reference_results(data.name) if r["model"] == "Llama-Embed-Stage-2 (paper)")
     assert close(glued["paper_target"], target)
     assert glued["order_holds"] == ("holds" if s2 > s1 > base else "does not hold")
     assert glued["target_verdict"] == ("reaches" if s2 >= target else "falls short of")
-    assert glued["cf_helps_text"] == ("above" if t2 > tbase else "not above")
-    # SASRec: the row's numbers, recomputed from the saved model on the same split
-    from llmrec_lite.pipeline import SASREC_LABEL
+
+    # paired comparisons: recomputed from the ranks of the cached evaluations (same users, same order)
+    def cached(variant):
+        found = list((run_dir / "eval").glob(f"{variant}-sequential-seen-plain-*.json"))
+        assert len(found) == 1, variant
+        return json.loads(found[0].read_text())
+
+    stage2 = cached("item-token-stage2")
+    for comparison, other, glue_name in (("stage 2 - stage 1", cached("item-token-stage1"), "paired_s2_s1"),
+                                         ("stage 2 - no CF embeddings", cached("item-token-text-stage2"),
+                                          "paired_s2_nocf")):
+        assert stage2["users"] == other["users"]
+        for rule, key in (("unmasked", "ranks"), ("masked", "other_ranks")):
+            entry = R.find_paired(result["paired"], comparison, rule)
+            again = paired_bootstrap(np.array(stage2[key]), np.array(other[key]))
+            assert close(entry["difference"], again["difference"]) and entry["users"] == len(users)
+            assert all(close(a, b) for a, b in zip(entry["ci95"], again["ci95"]))
+            lo, hi = entry["ci95"]
+            assert lo <= entry["difference"] <= hi
+            expected = "above" if lo > 0 else ("below" if hi < 0 else "not separated")
+            assert entry["verdict"] == again["verdict"] == expected
+        entry = R.find_paired(result["paired"], comparison, "unmasked")
+        lo, hi = entry["ci95"]
+        sentence = glued[glue_name]
+        assert f"[{lo:+.4f}, {hi:+.4f}]" in sentence and sentence.endswith(R.PAIRED_WORDS[entry["verdict"]]), sentence
+        assert sentence.startswith(f"on {data.display_name}, ")
+
+    # SASRec: the row's numbers, recomputed from the saved model on the same users
     from llmrec_lite.sasrec import evaluate_sasrec, load_sasrec
 
     sasrec_row = next(r for r in rows if r["model"] == SASREC_LABEL)
-    model, record = load_sasrec(Path(run_root) / data.name / "sasrec")
-    again = evaluate_sasrec(model, split)
+    model, record = load_sasrec(run_dir / "sasrec")
+    again = evaluate_sasrec(model, split, users=users)
+    for key in ("hr@5", "hr@10", "hr@5_masked", "hr@10_masked"):
+        assert close(sasrec_row[key], again[key]), key
     assert close(glued["sasrec_hr10"], again["hr@10"]) and close(glued["sasrec_hr10_masked"], again["hr@10_masked"])
     assert glued["sasrec_epoch"] == sasrec_row["best_epoch"] == record.best_epoch <= profile.sasrec_max_epochs
+    assert sasrec_row["epochs_run"] == record.epochs_run == len(sasrec_row["curve"])  # validated every epoch
+    assert sasrec_row["best_epoch"] in [c["epoch"] for c in sasrec_row["curve"]]
+    assert close(glued["sasrec_minutes"], record.seconds / 60)
+    assert f"epoch {record.best_epoch} kept of {record.epochs_run} run, {record.seconds / 60:.1f} minutes" \
+        in glued["sasrec_runs"]
     assert glued["sasrec_verdict"] == ("above" if s2 > again["hr@10"] else "not above")
+    # against the published same-file SASRec numbers (masked): inside our interval or not, as the interval says
+    lo, hi = sasrec_row["hr@10_masked_ci95"]
+    published = [r for r in reference_results(data.name) if r["model"].startswith("SASRec") and r["rule"] == "masked"]
+    assert published, "S3-Rec's and BSARec's SASRec on the same file"
+    for ref in published:
+        where = "inside" if lo <= ref["hr@10"] <= hi else ("above" if ref["hr@10"] > hi else "below")
+        assert f"{ref['model']} reports {ref['hr@10']:.4f}, {where} it" in glued["sasrec_published"], ref["model"]
+    if any(not lo <= ref["hr@10"] <= hi for ref in published):  # outside: the prose points to the evidence
+        for piece in ("loss", f"kept epoch {record.best_epoch}", f"after {record.epochs_run} epochs run"):
+            assert piece in glued["sasrec_published"], piece
+
+    # the paper's comparison side by side: the paper's numbers, our rows, and the verdict from the intervals
+    claimed = {r["model"]: r for r in reference_results("beauty") if r["source"] == "paper"}
+    assert glued["paper_s2_hr5"] == claimed["Llama-Embed-Stage-2 (paper)"]["hr@5"]
+    assert glued["paper_s2_hr10"] == claimed["Llama-Embed-Stage-2 (paper)"]["hr@10"]
+    assert glued["paper_sasrec_hr5"] == claimed["SASRec (paper)"]["hr@5"]
+    stage2_row = next(r for r in rows if r["variant"] == ITEM_TOKEN.name and r["stage"] == 2
+                      and r["task"] == "sequential" and r["template"] == "seen")
+    table = R.paper_comparison({data.name: result}, reference_results(), {data.name: data.display_name})
+    for row, label in ((stage2_row, "item token, CF embeddings, stage 2"), (sasrec_row, SASREC_LABEL)):
+        ours = table[(table.model == label) & (table.source == "this build")].iloc[0]
+        for key, header in (("hr@5", "HR@5"), ("hr@10", "HR@10"), ("hr@5_masked", "HR@5 masked"),
+                            ("hr@10_masked", "HR@10 masked")):
+            assert close(ours[header], row[key]), (label, key)
+    paper_row = table[table.model == "Llama-Embed-Stage-2 (paper)"].iloc[0]
+    assert close(paper_row["HR@10"], target)
+    for rule, suffix, glue_name in (("unmasked", "", f"claim_diff_{data.name}"),
+                                    ("masked", "_masked", f"claim_diff_masked_{data.name}")):
+        assert close(glued[glue_name], stage2_row["hr@10" + suffix] - sasrec_row["hr@10" + suffix]), rule
+    a, b = stage2_row["hr@10_ci95"], sasrec_row["hr@10_ci95"]
+    overlap = a[0] <= b[1] and b[0] <= a[1]
+    diff = stage2_row["hr@10"] - sasrec_row["hr@10"]
+    verdict = glued[f"claim_{data.name}"]
+    assert verdict == ("does not hold" if diff <= 0 else "holds" if not overlap else
+                       "is not shown (stage 2 is above, but the intervals overlap)")
+    assert f"“beats SASRec” {verdict} here" in glued["paper_claim"]
+    assert f"difference {diff:+.4f}" in glued["paper_claim"]
+    assert ("do not overlap" if not overlap else "overlap") in glued["paper_claim"]
     for r in rows:  # every row's rates, and the stage is the training stage (never a target set)
         assert all(is_rate(r[k]) for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")), r["model"]
         assert r["stage"] in ((None,) if r["variant"] == "classic" else (1, 2)), r["model"]

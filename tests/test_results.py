@@ -53,6 +53,7 @@ def test_main_table_is_compact(result):
     assert list(table["model"]) == [label for _, _, label in LLM_RUNS] + ["popularity"]
     assert table["HR@10 95% CI"].iloc[0] == "0.000–0.030"
     assert table["HR@10 95% CI"].iloc[-1] == "-" and table["template"].iloc[-1] == "-"
+    assert table["HR@10 masked 95% CI"].iloc[0] == "-"  # the fixture's rows carry no masked interval
     assert math.isnan(table.loc[table.model == LLM_RUNS[3][2], "HR@10 masked"].iloc[0])  # text id: no masked metric
     html = R.styled(table).to_html()
     assert "white-space: normal" in html and "0.0100" in html
@@ -77,13 +78,14 @@ def test_template_and_published_tables(result):
     refs = [{"model": "X", "task": "sequential", "rule": "unmasked", "hr@10": 0.07, "source": "paper"},
             {"model": "Y", "task": "sequential", "rule": "masked", "hr@10": 0.06, "ndcg@10": 0.03, "source": "s3rec"}]
     published = R.published_table(refs)
-    assert list(published.columns) == ["model", "task", "rule", "HR@10", "NDCG@10", "source"]
+    assert list(published.columns) == ["model", "task", "rule", "HR@5", "HR@10", "NDCG@10", "source"]
     assert published["NDCG@10"].isna().tolist() == [True, False]
+    refs.append({"model": "Z", "task": "sequential", "rule": "unmasked", "hr@5": 0.04, "source": "paper"})
     fig = R.hr10_figure(result["rows"], refs, "title")
     bars, markers = fig.data
     assert list(bars.y) == [label for _, _, label in LLM_RUNS] + ["popularity"]
     assert bars.error_x.array[0] == pytest.approx(0.02) and bars.error_x.arrayminus[-1] == 0.0
-    assert list(markers.y) == ["X"]  # published numbers under our rule only
+    assert list(markers.y) == ["X"]  # published HR@10s under our rule only (Z published HR@5 only)
 
 
 def test_training_and_validation_tables(result):
@@ -128,3 +130,245 @@ def test_lean_grid_keeps_the_text_id_row_on_the_main_dataset_only():
     assert evaluations_for(2, ITEM_TOKEN, cpu, other) == (("sequential", "seen"),)
     assert evaluations_for(2, TEXT_ID, cpu, main) == (("sequential", "seen"),)
     assert len(evaluations_for(2, TEXT_ID, gpu, main)) == 4
+
+
+# --------------------------------------------------------------------------- the cpu profile's lean, two-dataset shape
+
+NUM_USERS = {"lastfm": 1090, "beauty": 22363}
+
+
+def classic(model, hr10, ci, masked, masked_ci, users, **extra):
+    return {"model": model, "variant": "classic", "output": None, "use_embeddings": None, "stage": None,
+            "task": "no prompt", "template": None, "targets": "test", "users": users, "hr@5": hr10 * 0.7,
+            "hr@10": hr10, "ndcg@5": hr10 / 3, "ndcg@10": hr10 / 2.5, "hr@5_masked": masked * 0.7,
+            "hr@10_masked": masked, "hr@10_ci95": ci, "hr@10_masked_ci95": masked_ci, **extra}
+
+
+def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_masked_ci=(0.055, 0.075)):
+    """A ``results.json`` shaped as the cpu profile writes it (rows from its lean grid)."""
+    from llmrec_lite.pipeline import SASREC_LABEL, evaluations_for, llm_runs
+
+    cpu = get_profile("cpu")
+    evaluated = min(cpu.eval_users, NUM_USERS[dataset])
+    rows = []
+    for variant, stage, label in llm_runs(cpu, dataset):
+        for task, template in evaluations_for(stage, variant, cpu, dataset):
+            hr10 = s2 if (variant, stage) == (ITEM_TOKEN, 2) else 0.03
+            row = llm_row(variant, stage, label, task, template, hr10=hr10, masked=hr10 + 0.01)
+            row["users"] = evaluated if variant.output == "item-token" else cpu.text_id_eval_users
+            row["hr@10_ci95"] = [hr10 - 0.01, hr10 + 0.01]
+            if variant.output == "item-token":
+                row["hr@10_masked_ci95"] = [hr10, hr10 + 0.02]
+                row["hr@5_masked"] = hr10 / 2
+            rows.append(row)
+    curve = [{"epoch": e, "train_loss": 9.0 - e, "valid_hr@10": 0.01 * e if e <= 4 else 0.04} for e in range(1, 7)]
+    rows += [classic("popularity", 0.02, [0.015, 0.025], 0.02, [0.015, 0.025], evaluated),
+             classic(SASREC_LABEL, sasrec, list(sasrec_ci), 0.065, list(sasrec_masked_ci), evaluated,
+                     curve=curve, best_epoch=4, epochs_run=6, train_seconds=90.0, seconds_per_epoch=15.0)]
+    paired = []
+    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF):
+        paired.append({"comparison": comparison, "rule": "unmasked", "key": "hr@10", "difference": 0.05,
+                       "ci95": [0.03, 0.07], "users": evaluated, "verdict": "above"})
+        paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": 0.0,
+                       "ci95": [-0.01, 0.01], "users": evaluated, "verdict": "not separated"})
+    trained = {(v, s) for v, stage, _ in llm_runs(cpu, dataset) for s in ((1, 2) if stage == 2 else (stage,))}
+    training = {f"{v}/stage{s}": {"variant": v.name, "stage": s, "samples": 32 * s, "steps": 8 * s,
+                                  "seconds": 60.0 * s, "final_val_loss": 5.0 - s - (0.5 if v.use_embeddings else 0)}
+                for v, s in trained}
+    rule = ("every user" if evaluated == NUM_USERS[dataset] else
+            f"one seeded subset of {cpu.eval_users} users (seed 0), shared by every item-token and classic row")
+    return {"dataset": dataset, "profile": "cpu", "backbone": "HuggingFaceTB/SmolLM2-135M", "indexing": "sequential",
+            "machine": {"cpu_model": "Some CPU", "torch_threads": 2}, "training": training, "rows": rows,
+            "num_users": NUM_USERS[dataset], "evaluated_users": evaluated, "users_rule": rule, "paired": paired}
+
+
+@pytest.fixture
+def lean():
+    return {"lastfm": lean_result("lastfm"), "beauty": lean_result("beauty", s2=0.03, sasrec=0.05)}
+
+
+NAMES = {"lastfm": "LastFM", "beauty": "Beauty"}
+
+
+def test_lean_shape_has_no_text_id_baseline(lean):
+    rows = lean["lastfm"]["rows"]
+    assert R.has_row(rows, TEXT_ID, 2) and not R.has_row(rows, TEXT_ID_TEXT, 2) and not R.has_row(rows, TEXT_ID, 1)
+    assert not any(r["output"] == "text-id" for r in lean["beauty"]["rows"])
+
+
+def test_table_label_states_the_users(lean):
+    label = R.table_label(lean["beauty"], "Beauty")
+    assert label.startswith("Beauty: 2,000 of 22,363 users: one seeded subset of 2000 users (seed 0)")
+    assert "Backbone SmolLM2-135M, profile cpu, Some CPU (2 threads)." in label
+    lastfm = R.table_label(lean["lastfm"], "LastFM")
+    assert lastfm.startswith("LastFM: all 1,090 users; text-id rows on 100 of them.")
+    legacy = {k: v for k, v in lean["beauty"].items() if k not in ("num_users", "evaluated_users")}
+    assert R.users_label(legacy) == "2,000 users (see the users column)"  # results written before the keys
+
+
+def test_main_table_shows_the_masked_interval(lean):
+    table = R.main_table(lean["beauty"]["rows"])
+    assert table["HR@10 masked 95% CI"].iloc[0] == "0.030–0.050"
+    assert table["HR@10 masked 95% CI"].iloc[-1] == "0.055–0.075"  # SASRec: classic rows carry it too
+    lastfm = R.main_table(lean["lastfm"]["rows"])
+    assert lastfm.loc[lastfm.model == LLM_RUNS[4][2], "HR@10 masked 95% CI"].iloc[0] == "-"  # text id
+
+
+def test_text_id_sentence_fits_the_rows_present(lean, result):
+    lean_sentence = R.text_id_sentence(lean["lastfm"]["rows"], "cpu")
+    assert lean_sentence.startswith("stage 2 reaches 0.0300; there is no no-embedding baseline")
+    assert "the cpu profile trains only the text-id stage-2 row" in lean_sentence and "gpu profile" in lean_sentence
+    full = R.text_id_sentence(result["rows"], "smoke")
+    assert full == "stage 2 reaches 0.0500, not above its no-embedding baseline (0.0600)"
+    assert R.text_id_sentence(lean["beauty"]["rows"], "cpu").startswith("this build has no text-id row")
+
+
+def test_grid_sentence():
+    lean_text = R.grid_sentence(get_profile("cpu"), NAMES)
+    assert "lean evaluation grid" in lean_text
+    assert ("held-out one: LastFM's “item token, CF embeddings, stage 2” and "
+            "“item token, ids as text (no CF)”.") in lean_text
+    assert "main row only (sequential task, seen template): LastFM's “text id, CF embeddings, stage 2”; Beauty's" \
+        in lean_text
+    assert R.grid_sentence(get_profile("smoke"), {"lastfm": "LastFM"}).startswith("Final models (stage 2")
+
+
+def test_paired_table_and_sentences(lean):
+    table = R.paired_table(lean, NAMES)
+    assert len(table) == 8 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]
+    assert table["paired 95% CI"].iloc[0] == "[+0.0300, +0.0700]"
+    assert table["interval"].tolist()[:2] == ["above zero", "not separated from zero"]
+    entry = R.find_paired(lean["lastfm"]["paired"], R.S2_VS_NOCF, "masked")
+    assert entry["difference"] == 0.0 and R.find_paired([], R.S2_VS_S1) is None
+    sentence = R.paired_sentences(lean, NAMES, R.S2_VS_S1)
+    assert sentence == ("on LastFM, the paired 95% interval of the HR@10 difference is [+0.0300, +0.0700] "
+                        "(mean +0.0500 over 1,090 users): above zero; on Beauty, the paired 95% interval of the "
+                        "HR@10 difference is [+0.0300, +0.0700] (mean +0.0500 over 2,000 users): above zero")
+    assert R.paired_sentence(None) == "not computed in this build"
+    assert [R.paired_verdict(ci) for ci in ([0.01, 0.02], [-0.02, -0.01], [-0.01, 0.01], [0.0, 0.01])] == \
+        ["above", "below", "not separated", "not separated"]
+
+
+def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
+    from llmrec_lite.book import reference_results
+    from llmrec_lite.pipeline import SASREC_LABEL
+
+    table = R.paper_comparison(lean, reference_results(), NAMES)
+    assert list(table.columns) == ["dataset", "model", "source", *R.COMPARISON_COLUMNS.values()]
+    beauty = table[table.dataset == "Beauty"].set_index("model")
+    ours = beauty.loc["item token, CF embeddings, stage 2"]
+    row = R.find_row(lean["beauty"]["rows"], ITEM_TOKEN, 2)
+    assert (ours["HR@10"], ours["HR@5"], ours["HR@10 masked"], ours["HR@5 masked"]) == \
+        (row["hr@10"], row["hr@5"], row["hr@10_masked"], row["hr@5_masked"])
+    assert ours["source"] == R.THIS_BUILD and ours["HR@10 95% CI"] == "0.0200–0.0400"
+    sasrec = beauty.loc[SASREC_LABEL]
+    assert sasrec["HR@10"] == 0.05 and sasrec["HR@10 masked 95% CI"] == "0.0550–0.0750"
+    # the paper's claim: stage 2 HR@5 .0642 and HR@10 .0744 against SASRec's HR@5 .0387 (unmasked)
+    assert (beauty.loc[R.PAPER_STAGE2, "HR@5"], beauty.loc[R.PAPER_STAGE2, "HR@10"]) == (0.0642, 0.0744)
+    assert beauty.loc[R.PAPER_SASREC, "HR@5"] == 0.0387 and math.isnan(beauty.loc[R.PAPER_SASREC, "HR@10"])
+    assert math.isnan(beauty.loc[R.PAPER_STAGE2, "HR@10 masked"])  # the paper's numbers are unmasked
+    lastfm = table[table.dataset == "LastFM"]
+    assert R.PAPER_SASREC not in set(lastfm.model) and R.PAPER_STAGE2 in set(lastfm.model)
+    assert len(R.paper_comparison({"beauty": lean["beauty"]}, reference_results(), NAMES)) == 4
+
+
+def test_sasrec_claim_verdicts(lean):
+    holds = R.sasrec_claim(lean["lastfm"], "LastFM")  # 0.08 [0.07, 0.09] against 0.05 [0.04, 0.06]
+    assert holds["verdict"] == "holds" and holds["unmasked"]["overlap"] is False
+    assert holds["unmasked"]["difference"] == pytest.approx(0.03)
+    assert ("difference +0.0300; the 95% intervals 0.0700–0.0900 and 0.0400–0.0600 do not overlap"
+            in holds["sentence"])
+    assert "“beats SASRec” holds here" in holds["sentence"]
+    below = R.sasrec_claim(lean["beauty"], "Beauty")
+    assert below["verdict"] == "does not hold" and below["unmasked"]["difference"] == pytest.approx(-0.02)
+    close = R.sasrec_claim(lean_result("beauty", s2=0.055), "Beauty")
+    assert close["verdict"].startswith("is not shown") and close["unmasked"]["overlap"] is True
+    assert close["masked"]["difference"] == pytest.approx(0.065 - 0.065)
+    assert R.intervals_overlap(None, [0, 1]) is None
+
+
+def test_sasrec_against_published_numbers(lean):
+    from llmrec_lite.book import reference_results
+
+    refs = reference_results()
+    lastfm = R.sasrec_published(lean["lastfm"], refs)  # our masked interval [0.055, 0.075]
+    assert {c["source"]: c["where"] for c in lastfm} == {"s3rec": "inside", "bsarec": "inside"}
+    sentence = R.sasrec_published_sentence(lean["lastfm"], refs, "LastFM")
+    assert sentence.startswith("On LastFM, our SASRec's masked HR@10 is 0.0650 (95% interval 0.0550–0.0750)")
+    assert sentence.endswith("do not differ from ours beyond noise")
+    far = lean_result("beauty", sasrec_masked_ci=(0.07, 0.08))  # S3-Rec's Beauty 0.0605 falls below it
+    [check] = R.sasrec_published(far, refs)
+    assert check["where"] == "below" and check["published"] == 0.0605
+    text = R.sasrec_published_sentence(far, refs, "Beauty", loss="ce", max_epochs=200, patience=20)
+    assert "SASRec (S3-Rec paper) reports 0.0605, below it" in text
+    assert "full-softmax cross-entropy" in text and "one sampled negative" in text
+    assert "early stopping kept epoch 4 after 6 epochs run (it stops after 20 epochs" in text
+    assert "may have stopped before it converged" in R.sasrec_published_sentence(far, refs, "Beauty", max_epochs=6)
+    table = R.sasrec_published_table({"lastfm": lean["lastfm"], "beauty": far}, refs, NAMES)
+    assert table["published number"].tolist() == ["inside our interval", "inside our interval", "below our interval"]
+    assert R.sasrec_published({**far, "dataset": "ml1m"}, refs) == []
+
+
+def test_sasrec_curve_and_runs(lean):
+    fig = R.sasrec_curve_figure(lean, NAMES)
+    assert [t.name for t in fig.data] == ["LastFM", "LastFM: epoch kept", "Beauty", "Beauty: epoch kept"]
+    assert list(fig.data[0].x) == [1, 2, 3, 4, 5, 6] and list(fig.data[1].x) == [4]
+    assert R.sasrec_runs_sentence(lean, NAMES) == ("on LastFM, epoch 4 kept of 6 run, 1.5 minutes; "
+                                                   "on Beauty, epoch 4 kept of 6 run, 1.5 minutes")
+
+
+def test_reference_results_carry_the_compared_facts():
+    from llmrec_lite.book import reference_results
+
+    refs = {(r["dataset"], r["model"]): r for r in reference_results()}
+    paper, s3rec = refs[("beauty", "SASRec (paper)")], refs[("beauty", "SASRec (S3-Rec paper)")]
+    assert (paper["hr@5"], paper["rule"]) == (0.0387, "unmasked")
+    assert (s3rec["hr@10"], s3rec["ndcg@10"], s3rec["rule"]) == (0.0605, 0.0318, "masked")
+    bsarec = refs[("lastfm", "SASRec (BSARec paper)")]
+    assert (bsarec["hr@10"], bsarec["ndcg@10"], bsarec["rule"]) == (0.0633, 0.0355, "masked")
+    assert all(r["citation"] for r in refs.values())  # every number names its source
+
+
+def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path):
+    """Chapter 7's code on hand-made cpu-profile results (no model is trained): every value its
+    prose reads is glued, whichever rows the lean grid left out."""
+    import re
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    jupytext = pytest.importorskip("jupytext")
+    import llmrec_lite.book
+    import llmrec_lite.pipeline
+    import llmrec_lite.plots
+    from llmrec_lite.runs import Run
+
+    chapter = Path(__file__).resolve().parents[1] / "book" / "07_results.md"
+    nb = jupytext.read(chapter)
+    glued = {}
+    fake_runs = {}
+
+    def fake_open(profile, dataset, out, backbone=None, **kwargs):
+        split = SimpleNamespace(num_train_samples=20_000 if dataset == "lastfm" else 150_000,
+                                num_items=3646 if dataset == "lastfm" else 12101)
+        fake_runs[dataset] = SimpleNamespace(data=SimpleNamespace(name=dataset, display_name=NAMES[dataset]),
+                                             split=split, backbone=object(), out=tmp_path / dataset)
+        return fake_runs[dataset]
+
+    monkeypatch.setattr(Run, "open", staticmethod(fake_open))
+    monkeypatch.setattr(llmrec_lite.pipeline, "run_pipeline", lambda profile, dataset, out, run=None: lean[dataset])
+    monkeypatch.setattr(llmrec_lite.book, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
+    monkeypatch.setattr(llmrec_lite.plots, "show", lambda fig, height=None: None)
+    namespace = {"display": lambda *args, **kwargs: None}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "google.colab" not in cell.source:
+            exec(compile(cell.source, str(chapter), "exec"), namespace)
+    assert namespace["PROFILE"] == "cpu" and list(namespace["results"]) == ["lastfm", "beauty"]
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    used = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", prose))
+    assert used and not used - set(glued), sorted(used - set(glued))
+    assert "tid_base" not in glued and "no no-embedding baseline" in glued["tid_sentence"]
+    assert glued["label_beauty"].startswith("Beauty: 2,000 of 22,363 users")
+    assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == "does not hold"
+    assert glued["paired_s2_s1"].count("above zero") == 2
+    assert glued["paper_claim_name"] == "Beauty" and glued["paper_sasrec_hr5"] == 0.0387
+    assert "On Beauty" in glued["sasrec_published"] and "On LastFM" in glued["sasrec_published"]
