@@ -170,7 +170,8 @@ SASREC_LABEL = "SASRec (full softmax)"
 
 def sasrec_metrics(run, show_progress: bool = True, users=None) -> dict:
     """SASRec trained on the run's split (once; kept in ``out/sasrec``) and evaluated on the test
-    targets under the same rule, with its training record (epochs, seconds, validation curve)."""
+    targets of ``users`` (default: all) under the same rule, with its training record (epochs,
+    seconds, validation curve; early stopping on the same users' validation targets)."""
     from llmrec_lite.checkpoints import read_json
     from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
 
@@ -181,7 +182,8 @@ def sasrec_metrics(run, show_progress: bool = True, users=None) -> dict:
             and info["num_items"] == run.split.num_items:
         model, record = load_sasrec(folder)
     else:
-        model, record = fit_sasrec(run.split, config, show_progress=show_progress)
+        # early stopping reads the validation targets of the same users the table evaluates
+        model, record = fit_sasrec(run.split, config, show_progress=show_progress, valid_users=users)
         save_sasrec(model, record, folder)
     return {**evaluate_sasrec(model, run.split, users=users), "best_epoch": record.best_epoch,
             "epochs_run": record.epochs_run, "train_seconds": record.seconds, "seconds_per_epoch": record.seconds_per_epoch,

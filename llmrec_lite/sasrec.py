@@ -20,6 +20,7 @@ each with pre-layer-norm, dropout and a residual connection.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -51,6 +52,9 @@ class SASRecConfig:
         batch_size: Sequences per step (256).
         loss: ``"ce"`` (full softmax) or ``"bce"`` (one sampled negative per position).
         max_epochs: Upper bound on training epochs.
+        max_positions: Upper bound on training positions over all epochs (``None``: none): the
+            epoch bound becomes ``min(max_epochs, ceil(max_positions / positions per epoch))``,
+            one rule that gives a small dataset many epochs and a large one few.
         patience: Stop after this many validations without a better validation HR@10.
         eval_every: Epochs between validations.
         seed: Seed of initialisation, batching and negative sampling.
@@ -66,6 +70,7 @@ class SASRecConfig:
     batch_size: int = 256
     loss: str = "ce"
     max_epochs: int = 200
+    max_positions: int | None = None
     patience: int = 10
     eval_every: int = 1
     seed: int = 0
@@ -76,6 +81,7 @@ class SASRecConfig:
         """The published recipe for ``dataset`` (lr 1e-3 on LastFM, 5e-4 elsewhere) with the
         profile's epoch budget, seed and device."""
         base = dict(lr=1e-3 if dataset == "lastfm" else 5e-4, max_epochs=profile.sasrec_max_epochs,
+                    max_positions=profile.sasrec_max_positions,
                     patience=profile.sasrec_patience, seed=profile.seed,
                     device="cuda" if profile.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
         base.update(overrides)
@@ -139,7 +145,11 @@ class SASRec(nn.Module):
     def hidden_states(self, seqs: torch.Tensor) -> torch.Tensor:
         """``(batch, length, hidden)``: the state after each position (left-padded ``seqs`` of ``index + 1``)."""
         length = seqs.shape[1]
-        positions = torch.arange(length, device=seqs.device).unsqueeze(0)
+        if length > self.config.max_length:
+            raise ValueError(f"Sequences of {length} positions, but SASRec was built for at most {self.config.max_length}.")
+        # right-aligned positions: the last item is always at position max_length - 1, so a
+        # batch cut to its longest sequence (less padding) is seen exactly as a full-width one
+        positions = torch.arange(self.config.max_length - length, self.config.max_length, device=seqs.device).unsqueeze(0)
         x = self.drop(self.norm(self.items(seqs) + self.positions(positions)))
         # a position attends to itself and earlier, non-padding positions (a padded row
         # attends to itself only, so no row is empty)
@@ -160,7 +170,8 @@ class SASRec(nn.Module):
         """``(len(histories), num_items)`` scores of the next item after each history."""
         self.eval()
         device = self.items.weight.device
-        seqs = torch.as_tensor(left_pad(histories, self.config.max_length), device=device)
+        width = min(self.config.max_length, max((len(h) for h in histories), default=1))
+        seqs = torch.as_tensor(left_pad(histories, max(width, 1)), device=device)
         return self.item_scores(self.hidden_states(seqs)[:, -1]).float().cpu()
 
 def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
@@ -184,6 +195,25 @@ def training_pairs(train_parts: list[np.ndarray], max_length: int) -> tuple[np.n
     inputs = left_pad([p[:-1] for p in parts], max_length)
     targets = left_pad([p[1:] for p in parts], max_length)
     return inputs, targets
+
+
+def epoch_bound(config: SASRecConfig, positions_per_epoch: int) -> int:
+    """Epochs a fit may run: ``max_epochs``, or fewer when ``max_positions`` is reached first."""
+    if config.max_positions is None:
+        return config.max_epochs
+    return max(1, min(config.max_epochs, math.ceil(config.max_positions / max(positions_per_epoch, 1))))
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 20) -> list[np.ndarray]:
+    """Shuffled rows in batches of similar length (sorted inside windows of ``window`` batches),
+    in shuffled batch order: short sequences are not padded to the longest in the data."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * window):
+        chunk = order[start : start + batch_size * window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 @dataclass
@@ -238,17 +268,19 @@ def fit_sasrec(split, config: SASRecConfig | None = None, show_progress: bool = 
     inputs_t, targets_t = torch.as_tensor(inputs), torch.as_tensor(targets)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    lengths = (inputs != PAD).sum(1)
     scorer = sasrec_scorer(model, split, "valid")
     result, best_state, waited = SASRecResult(), None, 0
     start = time.perf_counter()
-    bar = tqdm(range(1, config.max_epochs + 1), desc="SASRec", disable=not show_progress)
+    bar = tqdm(range(1, epoch_bound(config, int(lengths.sum())) + 1), desc="SASRec", disable=not show_progress)
     for epoch in bar:
         model.train()
-        order = rng.permutation(len(inputs))
         total, count = 0.0, 0
-        for b in range(0, len(order), config.batch_size):
-            rows = torch.as_tensor(order[b : b + config.batch_size])
-            loss = _loss(model, inputs_t[rows].to(device), targets_t[rows].to(device), config.loss, generator)
+        for rows in length_batches(lengths, config.batch_size, rng):
+            width = int(lengths[rows].max())  # left padding: only the last ``width`` columns hold items
+            rows = torch.as_tensor(rows)
+            loss = _loss(model, inputs_t[rows, -width:].to(device), targets_t[rows, -width:].to(device), config.loss,
+                         generator)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

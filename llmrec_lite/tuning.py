@@ -132,3 +132,51 @@ def without_timings(value):
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
+
+
+# --------------------------------------------------------------------------- reading records
+
+
+def choose(records: list[dict]) -> str:
+    """The candidate with the best mean validation HR@10 over the records (one per dataset),
+    ties broken by the masked value: a setting must serve every dataset, not one."""
+    names = [c["name"] for c in records[0]["candidates"]]
+    common = [n for n in names if all(any(c["name"] == n for c in r["candidates"]) for r in records)]
+    if not common:
+        raise ValueError("The records share no candidate; tune the same candidates on every dataset.")
+
+    def score(name):
+        rows = [next(c for c in r["candidates"] if c["name"] == name) for r in records]
+        return (sum(c["valid"]["hr@10"] for c in rows) / len(rows), sum(c["valid"]["hr@10_masked"] for c in rows) / len(rows))
+
+    return max(common, key=score)
+
+
+def record_table(record: dict):
+    """One row per candidate of a record: settings, steps, minutes and validation figures."""
+    import pandas as pd
+
+    rows = []
+    for c in record["candidates"]:
+        rows.append({"candidate": c["name"], "steps": c["steps"], "train minutes": c["train_minutes"],
+                     "valid HR@10": c["valid"]["hr@10"], "95% CI": "[{:.3f}, {:.3f}]".format(*c["valid_hr@10_ci95"]),
+                     "valid HR@10 masked": c["valid"]["hr@10_masked"], "valid NDCG@10": c["valid"]["ndcg@10"],
+                     "valid loss": c["valid_loss"], "best": "yes" if c["name"] == record["best"] else ""})
+    return pd.DataFrame(rows)
+
+
+def curve_figure(records: list[dict]):
+    """Validation HR@10 against training minutes, one panel per record (dataset)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(records), subplot_titles=[r["dataset"] for r in records])
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for col, record in enumerate(records, start=1):
+        for k, c in enumerate(record["candidates"]):
+            fig.add_trace(go.Scatter(x=[p["minutes"] for p in c["curve"]], y=[p["val_hr@10"] for p in c["curve"]],
+                                     mode="lines+markers", name=c["name"], legendgroup=c["name"], showlegend=col == 1,
+                                     line=dict(color=palette[k % len(palette)])), row=1, col=col)
+    fig.update_xaxes(title_text="training minutes (stage 1, then stage 2)")
+    fig.update_yaxes(title_text="validation HR@10 (subset, sequential)")
+    return fig

@@ -362,8 +362,10 @@ def check_06_evaluation(glued, run_root):
 
     from llmrec_lite.metrics import metrics_from_ranks
 
+    from llmrec_lite.evaluate import evaluation_users
+
     profile, _, split = _smoke_split()
-    assert glued["eval_users"] == profile.eval_users
+    assert glued["eval_users"] == len(evaluation_users(split, profile.eval_users, seed=profile.seed))
     cached = [json.loads(p.read_text()) for p in (run_root / "lastfm" / "eval").glob("item-token-stage2-sequential-seen-plain-*.json")]
     assert len(cached) == 1
     recomputed = metrics_from_ranks(np.array(cached[0]["ranks"]))
