@@ -94,3 +94,26 @@ def test_profile_recipe():
     cpu = get_profile("cpu")
     assert SASRecConfig.from_profile(cpu, "lastfm").lr == 1e-3 and SASRecConfig.from_profile(cpu, "beauty").lr == 5e-4
     assert SASRecConfig.from_profile(cpu, "lastfm").max_epochs == cpu.sasrec_max_epochs
+
+
+def test_a_batch_cut_to_its_longest_sequence_is_seen_as_full_width():
+    # positions are right-aligned, so trimming left padding changes nothing
+    model = SASRec(30, SASRecConfig(max_length=12)).eval()
+    seqs = torch.as_tensor(left_pad([np.array([3, 4, 5]), np.array([7, 8])], 12))
+    with torch.no_grad():
+        full = model.hidden_states(seqs)[:, -3:]
+        cut = model.hidden_states(seqs[:, -3:])
+    torch.testing.assert_close(full, cut)
+    with pytest.raises(ValueError, match="at most 12"):
+        model.hidden_states(torch.ones(1, 13, dtype=torch.long))
+
+
+def test_epoch_bound_from_training_positions():
+    from llmrec_lite.sasrec import epoch_bound, length_batches
+
+    assert epoch_bound(SASRecConfig(max_epochs=200), 1000) == 200
+    assert epoch_bound(SASRecConfig(max_epochs=200, max_positions=10_500), 1000) == 11
+    assert epoch_bound(SASRecConfig(max_epochs=5, max_positions=10_500), 1000) == 5
+    lengths = np.random.default_rng(0).integers(1, 50, size=1000)
+    batches = length_batches(lengths, 64, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))  # every row once
