@@ -177,8 +177,9 @@ def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     ``trained`` is a :class:`~llmrec_lite.runs.Trained` (from :meth:`Run.load`), so the
     prompts are encoded as in its training; or pass a model and its encoder.
     """
+    bf16 = as_trained_precision(trained, kwargs.pop("bf16", None))  # read before unpacking drops the settings
     model, encoder = _unpack(trained, encoder)
     if model.output == "item-token":
         kwargs.pop("num_beams", None)
-        return evaluate_item_token(model, encoder, **kwargs)
+        return evaluate_item_token(model, encoder, bf16=bf16, **kwargs)
     return evaluate_text_id(model, encoder, **kwargs)

@@ -157,3 +157,13 @@ def test_tuning_record_never_reads_a_test_target(tiny_run):
     row = first["candidates"][0]
     assert {"hr@10", "ndcg@10", "hr@10_masked"} <= set(row["valid"]) and row["curve"]
     assert all("val_hr@10" in point for point in row["curve"])
+
+
+def test_evaluation_runs_in_the_precision_the_model_was_trained_in(tiny_run):
+    from llmrec_lite.evaluate import evaluate_model
+
+    tiny_run.train(settings(1, bf16=True, epochs=1), show_progress=False)
+    trained = tiny_run.load("item-token", 1)
+    assert evaluate_model(trained, users=[0, 1], show_progress=False).metrics["bf16"] is True
+    assert evaluate_model(trained, users=[0, 1], bf16=False, show_progress=False).metrics["bf16"] is False
+    assert evaluate_model(trained.model, trained.encoder, users=[0, 1], show_progress=False).metrics["bf16"] is False
