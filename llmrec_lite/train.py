@@ -93,11 +93,12 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step, batch_index, seconds, tokens, samples, history = 0, 0, 0.0, 0, 0, []
+    step, batch_index, seconds, tokens, samples, targets, history = 0, 0, 0.0, 0, 0, 0, []
     if resume:
         state = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler)
         step, batch_index, seconds, tokens, samples = (state[k] for k in ("step", "batch_index", "seconds", "tokens", "samples"))
         history = state["history"]
+        targets = state.get("targets", samples)  # checkpoints written before targets were counted
         # a kill after the checkpoint leaves log lines for steps that will be trained again
         kept = [r for r in read_log_file(log_path) if r.get("step", 0) <= step] if Path(log_path).exists() else []
         Path(log_path).write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -129,6 +130,7 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
             n_tokens = int(batch.attention_mask.sum())
             tokens += n_tokens
             samples += len(batch)
+            targets += count_targets(model, batch)
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -148,15 +150,24 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
                 if main:
                     save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
                                     {"step": step, "batch_index": batch_index, "seconds": seconds, "tokens": tokens,
-                                     "samples": samples, "history": history})
+                                     "samples": samples, "targets": targets, "history": history})
                 accelerator.wait_for_everyone()
                 if stop_after_steps is not None and step >= stop_after_steps:
                     bar.close()
                     return {"interrupted": True, "steps": step}
     bar.close()
     accelerator.wait_for_everyone()
-    return {"interrupted": False, "steps": step, "samples": samples * world, "seconds": seconds, "tokens": tokens * world,
+    return {"interrupted": False, "steps": step, "samples": samples * world, "targets": targets * world,
+            "seconds": seconds, "tokens": tokens * world,
             "history": history, "model": accelerator.unwrap_model(model), "main_process": main}
+
+
+def count_targets(model, batch) -> int:
+    """Prediction targets a batch trains on: one answer per prompt, plus (item-token side with
+    dense supervision) one next item per history position."""
+    model = getattr(model, "module", model)  # unwrapped under several processes
+    dense = getattr(model, "dense_weight", 0.0) > 0 and getattr(model, "output", None) == "item-token"
+    return len(batch) + (len(batch.next_items) if dense and batch.next_items is not None else 0)
 
 
 def process_state():
@@ -192,6 +203,9 @@ def summarize(counters: dict, log_path: Path) -> dict:
         "final_val_loss": val_losses[-1] if val_losses else None,
         "seconds": counters["seconds"],
         "tokens_per_second": counters["tokens"] / max(counters["seconds"], 1e-9),
+        "prompts_per_second": counters["samples"] / max(counters["seconds"], 1e-9),
+        "targets": counters.get("targets", counters["samples"]),
+        "targets_per_second": counters.get("targets", counters["samples"]) / max(counters["seconds"], 1e-9),
         "trainable_parameters": counters["model"].trainable_parameters(),
     }
 

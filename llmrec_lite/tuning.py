@@ -27,6 +27,7 @@ CANDIDATES: dict[str, dict] = {
 
 # keys whose values depend on the machine's speed, not on the data (left out when two records are compared)
 TIMING_KEYS = frozenset({"seconds", "minutes", "users_per_second", "tokens_per_second", "machine", "date",
+                         "prompts_per_second", "targets_per_second",
                          "train_minutes", "final_minutes"})
 
 
@@ -93,7 +94,8 @@ def tune(run, candidates: dict[str, dict] | None = None, budget: float = 1.0, us
                                     **extra, **overrides)
             result = sub.ensure(settings, show_progress)
             stages.append({"stage": stage, "steps": result["steps"], "samples": result["samples"],
-                           "seconds": result["seconds"], "final_val_loss": result["final_val_loss"]})
+                           "targets": result.get("targets", result["samples"]), "seconds": result["seconds"],
+                           "final_val_loss": result["final_val_loss"]})
         ev = evaluate_model(sub.load(ITEM_TOKEN, 2), targets="valid", users=chosen_users, show_progress=show_progress)
         valid = {k: v for k, v in ev.metrics.items() if k.startswith(("hr@", "ndcg@"))}
         rows.append({
@@ -103,6 +105,9 @@ def tune(run, candidates: dict[str, dict] | None = None, budget: float = 1.0, us
             "steps": sum(s["steps"] for s in stages),
             "samples": sum(s["samples"] for s in stages),
             "train_minutes": sum(s["seconds"] for s in stages) / 60,
+            "targets": sum(s["targets"] for s in stages),
+            "prompts_per_second": sum(s["samples"] for s in stages) / max(sum(s["seconds"] for s in stages), 1e-9),
+            "targets_per_second": sum(s["targets"] for s in stages) / max(sum(s["seconds"] for s in stages), 1e-9),
             "valid": valid,
             "valid_hr@10_ci95": list(ev.bootstrap("hr@10")),
             "valid_loss": stages[-1]["final_val_loss"],
@@ -159,6 +164,7 @@ def record_table(record: dict):
     rows = []
     for c in record["candidates"]:
         rows.append({"candidate": c["name"], "steps": c["steps"], "train minutes": c["train_minutes"],
+                     "prompts / s": c.get("prompts_per_second"), "targets / s": c.get("targets_per_second"),
                      "valid HR@10": c["valid"]["hr@10"], "95% CI": "[{:.3f}, {:.3f}]".format(*c["valid_hr@10_ci95"]),
                      "valid HR@10 masked": c["valid"]["hr@10_masked"], "valid NDCG@10": c["valid"]["ndcg@10"],
                      "valid loss": c["valid_loss"], "best": "yes" if c["name"] == record["best"] else ""})

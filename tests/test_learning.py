@@ -167,3 +167,11 @@ def test_evaluation_runs_in_the_precision_the_model_was_trained_in(tiny_run):
     assert evaluate_model(trained, users=[0, 1], show_progress=False).metrics["bf16"] is True
     assert evaluate_model(trained, users=[0, 1], bf16=False, show_progress=False).metrics["bf16"] is False
     assert evaluate_model(trained.model, trained.encoder, users=[0, 1], show_progress=False).metrics["bf16"] is False
+
+
+def test_dense_supervision_counts_more_targets_than_prompts(tiny_run):
+    plain = tiny_run.train(settings(1, epochs=1), show_progress=False)
+    assert plain["targets"] == plain["samples"]
+    dense = tiny_run.at(tiny_run.out.parent / "dense").train(settings(1, epochs=1, dense_weight=0.5), show_progress=False)
+    assert dense["samples"] == plain["samples"] and dense["targets"] > dense["samples"]
+    assert dense["targets_per_second"] > 0 and dense["prompts_per_second"] > 0
