@@ -163,8 +163,10 @@ def record_table(record: dict):
 
     rows = []
     for c in record["candidates"]:
-        rows.append({"candidate": c["name"], "steps": c["steps"], "train minutes": c["train_minutes"],
-                     "prompts / s": c.get("prompts_per_second"), "targets / s": c.get("targets_per_second"),
+        # records made before targets were counted have no throughput columns
+        speed = ({"prompts / s": c["prompts_per_second"], "targets / s": c["targets_per_second"]}
+                 if "targets_per_second" in c else {})
+        rows.append({"candidate": c["name"], "steps": c["steps"], "train minutes": c["train_minutes"], **speed,
                      "valid HR@10": c["valid"]["hr@10"], "95% CI": "[{:.3f}, {:.3f}]".format(*c["valid_hr@10_ci95"]),
                      "valid HR@10 masked": c["valid"]["hr@10_masked"], "valid NDCG@10": c["valid"]["ndcg@10"],
                      "valid loss": c["valid_loss"], "best": "yes" if c["name"] == record["best"] else ""})

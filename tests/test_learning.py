@@ -175,3 +175,20 @@ def test_dense_supervision_counts_more_targets_than_prompts(tiny_run):
     dense = tiny_run.at(tiny_run.out.parent / "dense").train(settings(1, epochs=1, dense_weight=0.5), show_progress=False)
     assert dense["samples"] == plain["samples"] and dense["targets"] > dense["samples"]
     assert dense["targets_per_second"] > 0 and dense["prompts_per_second"] > 0
+
+
+def test_profiles_take_the_head_the_recorded_tuning_chose():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.profiles import CHOSEN_HEAD
+    from llmrec_lite.tuning import choose, record_table
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/tune_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    assert all(r["targets"] == "valid" for r in records)
+    best = next(c for c in records[0]["candidates"] if c["name"] == choose(records))["settings"]
+    assert all(CHOSEN_HEAD[k] == v for k, v in best.items())
+    for profile in ("cpu", "gpu"):
+        assert all(getattr(get_profile(profile), k) == v for k, v in CHOSEN_HEAD.items())
+    assert len(record_table(records[0])) == len(records[0]["candidates"])
