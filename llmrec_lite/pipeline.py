@@ -113,11 +113,17 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     return ev
 
 
+def table_users(run) -> np.ndarray:
+    """The test users of the item-token and classic rows: all, or the profile's seeded subset."""
+    from llmrec_lite.evaluate import evaluation_users
+
+    return evaluation_users(run.split, run.profile.eval_users, seed=run.profile.seed)
+
+
 def evaluate_all(run, show_progress: bool = True) -> list[dict]:
     """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic
     baselines and SASRec on the same users as the item-token rows."""
     from llmrec_lite.baselines import classic_baselines
-    from llmrec_lite.evaluate import evaluation_users
     from llmrec_lite.metrics import bootstrap_interval
 
     rows = []
@@ -134,7 +140,7 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
                          "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
                          "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
                          **extra, "training_samples": training_samples(run, variant, stage)})
-    users = evaluation_users(run.split, profile.eval_users, seed=profile.seed)
+    users = table_users(run)
     classic = classic_baselines(run.split, run.wals, users=users, seed=profile.seed)
     classic[SASREC_LABEL] = sasrec_metrics(run, show_progress, users=users)
     for name, metrics in classic.items():
@@ -227,8 +233,7 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
                          f"not {dataset!r} under {profile.name!r}; pass run=None to open the right one.")
     training = train_all(run, show_progress)
     rows = evaluate_all(run, show_progress)
-    from llmrec_lite.evaluate import evaluation_users
-
+    evaluated = len(table_users(run))
     result = {
         "dataset": run.data.name,
         "profile": profile.name,
@@ -238,8 +243,8 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
         "rule": "full ranking over the catalogue, one test target per user; plain metrics unmasked (OpenP5)",
         "training": {f"{v}/stage{s}": r for (v, s), r in training.items()},
         "num_users": run.split.num_users,
-        "evaluated_users": int(len(evaluation_users(run.split, profile.eval_users, seed=profile.seed))),
-        "users_rule": ("every user" if profile.eval_users is None or profile.eval_users >= run.split.num_users
+        "evaluated_users": int(evaluated),
+        "users_rule": ("every user" if evaluated == run.split.num_users
                        else f"one seeded subset of {profile.eval_users} users (seed {profile.seed}), shared by every "
                             "item-token and classic row"),
         "rows": rows,

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec_lite.checkpoints import load_checkpoint, save_checkpoint
+from llmrec_lite.metrics import target_ranks
 from llmrec_lite.prompts import Encoded, collate
 from llmrec_lite.settings import TrainSettings  # noqa: F401  (re-exported: the loop's settings type)
 
@@ -229,9 +230,7 @@ def validation_record(model, batches, pad: int, with_response: bool, accelerator
         total += float(loss) * len(batch)
         count += len(batch)
         if "scores" in out and encoded[0].template.startswith("sequential"):
-            scores = out["scores"].float()
-            rank = (scores > scores.gather(1, batch.targets[:, None])).sum(1)
-            hits += int((rank < 10).sum())
+            hits += int((target_ranks(out["scores"], batch.targets.cpu()) < 10).sum())
             ranked += len(batch)
     record = {"val_loss": total / max(count, 1)}
     if ranked:
