@@ -174,9 +174,12 @@ def save_final(model, folder: Path, result: dict) -> None:
     lora_trained = any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
     if lora_trained and hasattr(model.model, "peft_config"):
         model.model.save_pretrained(tmp / "adapter")
-    extra = {"item_logit_log_scale": model.item_logit_log_scale.detach().cpu().reshape(1)}
+    extra = {"item_logit_log_scale": model.item_logit_log_scale.detach().cpu().reshape(1),
+             "item_history_bias": model.item_history_bias.detach().cpu().reshape(1)}
     if model.free_item_embeddings is not None:
         extra["free_item_embeddings"] = model.free_item_embeddings.weight.detach().cpu().contiguous()
+    if model.readout is not None:
+        extra["readout"] = model.readout.weight.detach().cpu().contiguous()
     save_file(extra, str(tmp / "extra.safetensors"))
     write_json(tmp / "result.json", result)
     _swap_in(tmp, folder)
@@ -203,8 +206,15 @@ def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:
     extra = load_tensors(folder / "extra.safetensors", fix)
     with torch.no_grad():
         model.item_logit_log_scale.copy_(extra["item_logit_log_scale"].reshape(()))
+        if "item_history_bias" in extra:  # (stages saved before the history term have none: 0)
+            model.item_history_bias.copy_(extra["item_history_bias"].reshape(()))
         if model.free_item_embeddings is not None and "free_item_embeddings" in extra:
             model.free_item_embeddings.weight.copy_(extra["free_item_embeddings"])
+        if model.readout is not None:
+            if "readout" not in extra:
+                raise CheckpointMismatchError(f"{folder} has no readout weights, but the model was built with "
+                                              "readout=True: load it with the settings it was trained with.")
+            model.readout.weight.copy_(extra["readout"])
     if load_adapter and (folder / "adapter").exists():
         from peft import set_peft_model_state_dict
 

@@ -45,6 +45,11 @@ def check_item_logit(item_logit: str, logit_temperature: float, dense_weight: fl
                          "(the answer position must keep some weight).")
 
 
+def seen_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(row, item)`` pairs of the items each prompt of the batch shows (``None``: not recorded)."""
+    return None if batch.seen_batch is None else (batch.seen_batch, batch.seen_items)
+
+
 class FusionModel(nn.Module):
     """Backbone, projectors and frozen CF embeddings in one module.
 
@@ -64,6 +69,17 @@ class FusionModel(nn.Module):
         dense_weight: Share of the training loss that comes from dense next-item supervision
             (each history position predicts the item after it); ``0`` trains on the answer
             position only.
+        history_bias: Add one learned offset ``b`` (starting at 0) to the logit of every item
+            the prompt's history shows. The model reads its own prompt, so this is part of the
+            model, not a filter: it learns from the training targets whether a recommender
+            should repeat what the user just consumed (``b > 0``) or look past it (``b < 0``).
+            Ranking with the history masked is unchanged by it.
+        readout: Score ``W h`` instead of ``h``: a learned ``hidden x hidden`` linear map
+            (starting as the identity, so an untrained model is unchanged) between the
+            backbone's last hidden state and the item vectors. The item projector serves the
+            input side (where its outputs must look like token embeddings) and the output side
+            at once; the readout lets the frozen backbone's final space meet it half-way, from
+            stage 1 on.
     """
 
     def __init__(
@@ -79,6 +95,8 @@ class FusionModel(nn.Module):
         item_logit: str = "dot",
         logit_temperature: float = 0.07,
         dense_weight: float = 0.0,
+        history_bias: bool = False,
+        readout: bool = False,
     ):
         super().__init__()
         if output not in OUTPUTS:
@@ -86,6 +104,7 @@ class FusionModel(nn.Module):
         check_item_logit(item_logit, logit_temperature, dense_weight)
         self.item_logit = item_logit
         self.dense_weight = float(dense_weight)
+        self.history_bias = bool(history_bias)
         self.backbone = backbone
         self.output = output
         self.use_embeddings = use_embeddings
@@ -121,6 +140,13 @@ class FusionModel(nn.Module):
         # peaked the softmax over the catalogue can be (Recformer uses T = 0.05).
         initial = -0.5 * math.log(hidden) if item_logit == "dot" else -math.log(logit_temperature)
         self.item_logit_log_scale = nn.Parameter(torch.tensor(float(initial)), requires_grad=output == "item-token")
+        self.readout: nn.Linear | None = None
+        if readout and output == "item-token":
+            self.readout = nn.Linear(hidden, hidden, bias=False)
+            with torch.no_grad():
+                self.readout.weight.copy_(torch.eye(hidden))
+        # starts at 0: until trained, the history changes no score
+        self.item_history_bias = nn.Parameter(torch.zeros(()), requires_grad=self._trains_history_bias())
         # A 4-bit backbone is placed at loading and cannot be moved afterwards, so the rest of
         # the model (factors, projectors, item embeddings) joins it on the backbone's device.
         device = backbone.token_embeddings().device
@@ -131,6 +157,9 @@ class FusionModel(nn.Module):
             setattr(self, name, buf.to(device))
         for param in self.parameters(recurse=False):
             param.data = param.data.to(device)
+
+    def _trains_history_bias(self) -> bool:
+        return self.output == "item-token" and self.history_bias
 
     @property
     def num_items(self) -> int:
@@ -158,10 +187,12 @@ class FusionModel(nn.Module):
         for name, p in self.named_parameters():
             if "lora_" in name:
                 p.requires_grad_(stage == 2)
-            elif name.startswith("projectors.") or name.startswith("free_item_embeddings."):
+            elif name.startswith(("projectors.", "free_item_embeddings.", "readout.")):
                 p.requires_grad_(True)
             elif name == "item_logit_log_scale":
                 p.requires_grad_(self.output == "item-token")
+            elif name == "item_history_bias":
+                p.requires_grad_(self._trains_history_bias())
             else:
                 p.requires_grad_(False)
 
@@ -173,8 +204,12 @@ class FusionModel(nn.Module):
             out["projectors"] = count(self.projectors.parameters())
         if self.free_item_embeddings is not None:
             out["free_item_embeddings"] = count(self.free_item_embeddings.parameters())
+        if self.readout is not None:
+            out["readout"] = count(self.readout.parameters())
         if self.item_logit_log_scale.requires_grad:
             out["logit_scale"] = 1
+        if self.item_history_bias.requires_grad:
+            out["history_bias"] = 1
         out["total"] = sum(out.values())
         return out
 
@@ -222,16 +257,30 @@ class FusionModel(nn.Module):
         items = self.item_output_embeddings().float()  # (under autocast the projector itself runs in bf16)
         return F.normalize(items, dim=-1) if self.item_logit == "cosine" else items
 
-    def item_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue."""
+    def item_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None,
+                    seen: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue.
+
+        Args:
+            seen: ``(row, item)`` index pairs of the items each row's prompt shows; with
+                ``history_bias`` their logits get the learned offset.
+        """
         items = self.item_matrix() if items is None else items
         # float32 even under autocast: bfloat16 scores would tie thousands of items, and ties
         # decide ranks
         with torch.autocast(hidden.device.type, enabled=False):
             hidden = hidden.float()
+            if self.readout is not None:
+                hidden = self.readout(hidden)
             if self.item_logit == "cosine":
                 hidden = F.normalize(hidden, dim=-1)
-            return self.item_logit_log_scale.exp() * (hidden @ items.float().T)
+            logits = self.item_logit_log_scale.exp() * (hidden @ items.float().T)
+            if self.history_bias and seen is not None and len(seen[0]):
+                # a 0/1 mask, so an item shown twice gets the offset once
+                shown = torch.zeros_like(logits, dtype=torch.bool)
+                shown[seen[0].to(logits.device), seen[1].to(logits.device)] = True
+                logits = logits + self.item_history_bias * shown
+            return logits
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """Final (normalised) hidden states of every position, ``(batch, length, hidden)``."""
@@ -253,7 +302,7 @@ class FusionModel(nn.Module):
         Args:
             items: :meth:`item_matrix`, when the caller computed it once for many batches.
         """
-        return self.item_logits(self.last_hidden(batch), items)
+        return self.item_logits(self.last_hidden(batch), items, seen_pairs(batch))
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
@@ -288,11 +337,13 @@ class FusionModel(nn.Module):
         if self.output == "item-token":
             states = self.hidden_states(batch)
             items = self.item_matrix()
-            scores = self.item_logits(states[:, -1], items)
+            scores = self.item_logits(states[:, -1], items, seen_pairs(batch))
             answer = F.cross_entropy(scores, batch.targets)
             loss = answer
             if self.dense_weight > 0 and batch.next_items is not None and len(batch.next_items):
-                dense = F.cross_entropy(self.item_logits(states[batch.next_batch, batch.next_pos], items), batch.next_items)
+                dense_seen = None if batch.next_seen_batch is None else (batch.next_seen_batch, batch.next_seen_items)
+                dense = F.cross_entropy(self.item_logits(states[batch.next_batch, batch.next_pos], items, dense_seen),
+                                        batch.next_items)
                 loss = (1 - self.dense_weight) * answer + self.dense_weight * dense
             return {"loss": loss, "answer_loss": answer.detach(), "scores": scores}
         out = self.model(

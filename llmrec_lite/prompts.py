@@ -247,6 +247,9 @@ class Batch:
     say which embedding goes there. ``labels`` are ``-100`` except on response tokens.
     ``next_batch``/``next_pos``/``next_items`` address every history position of prompts
     with a target and the item that followed it (dense next-item supervision).
+    ``seen_batch``/``seen_items`` pair every row with each item of its prompt's history, and
+    ``next_seen_batch``/``next_seen_items`` every dense position (its index in ``next_items``)
+    with the history items it can see (the history term of the item scores).
     """
 
     input_ids: torch.Tensor
@@ -262,6 +265,10 @@ class Batch:
     next_batch: torch.Tensor | None = None
     next_pos: torch.Tensor | None = None
     next_items: torch.Tensor | None = None
+    seen_batch: torch.Tensor | None = None
+    seen_items: torch.Tensor | None = None
+    next_seen_batch: torch.Tensor | None = None
+    next_seen_items: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
 
     def to(self, device) -> "Batch":
@@ -276,6 +283,7 @@ class Batch:
         keep = self.attention_mask[row].bool()
         offset = int((~keep).sum())
         slots = self.slot_batch == row
+        seen = None if self.seen_batch is None else self.seen_batch == row
         return Batch(
             input_ids=self.input_ids[row : row + 1, offset:],
             attention_mask=self.attention_mask[row : row + 1, offset:],
@@ -287,6 +295,8 @@ class Batch:
             slot_values=self.slot_values[slots],
             users=self.users[row : row + 1],
             targets=self.targets[row : row + 1],
+            seen_batch=None if seen is None else torch.zeros_like(self.seen_batch[seen]),
+            seen_items=None if seen is None else self.seen_items[seen],
         )
 
 
@@ -307,9 +317,15 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
     labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
     slot_b, slot_p, slot_u, slot_v = [], [], [], []
     next_b, next_p, next_i = [], [], []
+    seen_b, seen_i, next_seen_b, next_seen_i = [], [], [], []
     for row, (it, seq) in enumerate(zip(items, seqs)):
         offset = width - len(seq)
-        for pos, item in it.next_item_targets():
+        seen_b += [row] * len(it.history_items)
+        seen_i += it.history_items
+        for j, (pos, item) in enumerate(it.next_item_targets()):
+            # causal attention: the j-th history position sees history items 0..j
+            next_seen_b += [len(next_i)] * (j + 1)
+            next_seen_i += it.history_items[: j + 1]
             next_b.append(row)
             next_p.append(offset + pos)
             next_i.append(item)
@@ -338,6 +354,10 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
         next_batch=torch.tensor(next_b, dtype=torch.long),
         next_pos=torch.tensor(next_p, dtype=torch.long),
         next_items=torch.tensor(next_i, dtype=torch.long),
+        seen_batch=torch.tensor(seen_b, dtype=torch.long),
+        seen_items=torch.tensor(seen_i, dtype=torch.long),
+        next_seen_batch=torch.tensor(next_seen_b, dtype=torch.long),
+        next_seen_items=torch.tensor(next_seen_i, dtype=torch.long),
     )
 
 

@@ -327,7 +327,8 @@ class Run:
         check_matches(saved["backbone"], {"kind": self.backbone.settings.kind, "hidden_size": self.backbone.hidden_size},
                       f"results in {folder} (backbone)")
         # runs recorded before these settings existed trained dot logits on the answer position
-        settings = TrainSettings(**{"item_logit": "dot", "dense_weight": 0.0, **saved["train"]})
+        settings = TrainSettings(**{"item_logit": "dot", "dense_weight": 0.0, "history_bias": False, "readout": False,
+                                    **saved["train"]})
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False,
                             **head_settings(settings))
@@ -342,7 +343,7 @@ class Run:
 def head_settings(settings: TrainSettings) -> dict:
     """The item-token head's constructor arguments of :class:`~llmrec_lite.fusion.FusionModel`."""
     return {"item_logit": settings.item_logit, "logit_temperature": settings.logit_temperature,
-            "dense_weight": settings.dense_weight}
+            "dense_weight": settings.dense_weight, "history_bias": settings.history_bias, "readout": settings.readout}
 
 
 def data_identity(data) -> dict:

@@ -44,6 +44,11 @@ class TrainSettings:
         item_logit, logit_temperature: Item-token logits, ``"dot"`` or ``"cosine"`` (initial
             temperature ``logit_temperature``); see :class:`~llmrec_lite.fusion.FusionModel`.
         dense_weight: Share of the item-token loss from dense next-item supervision.
+        history_bias: A learned offset on the scores of the items the prompt shows (item-token side).
+        history_bias_lr: Its learning rate (own group, no decay): the offset must travel several
+            logit units in a few hundred steps.
+        readout: A learned linear map (from the identity) between the last hidden state and the
+            item vectors (item-token side).
         seed: Seed of sampling, batching, dropout and initialisation.
     """
 
@@ -73,6 +78,9 @@ class TrainSettings:
     item_logit: str = Profile.item_logit
     logit_temperature: float = Profile.logit_temperature
     dense_weight: float = Profile.dense_weight
+    history_bias: bool = Profile.history_bias
+    history_bias_lr: float = 0.5
+    readout: bool = Profile.readout
     seed: int = Profile.seed
 
     def __post_init__(self):
@@ -89,7 +97,7 @@ class TrainSettings:
                              "at least 1 prompt per task (an untrained model is no result).")
         if not 0 < self.sample_ratio <= 1:
             raise ValueError(f"Invalid training setting sample_ratio={self.sample_ratio!r}: it must be in (0, 1].")
-        for field in ("lr", "lora_lr", "projector_lr", "logit_scale_lr"):
+        for field in ("lr", "lora_lr", "projector_lr", "logit_scale_lr", "history_bias_lr"):
             value = getattr(self, field)
             if value is not None and not value > 0:
                 raise ValueError(f"Invalid training setting {field}={value!r}: it must be positive.")
@@ -124,7 +132,8 @@ class TrainSettings:
                     eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,
                     max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
                     item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
-                    dense_weight=profile.dense_weight, seed=profile.seed)
+                    dense_weight=profile.dense_weight, history_bias=profile.history_bias,
+                    readout=profile.readout, seed=profile.seed)
         base.update(overrides)
         return cls(**base)
 

@@ -32,15 +32,18 @@ from llmrec_lite.prompts import Encoded, collate
 from llmrec_lite.settings import TrainSettings  # noqa: F401  (re-exported: the loop's settings type)
 
 LOGIT_SCALE = "item_logit_log_scale"
+HISTORY_BIAS = "item_history_bias"
+SCALARS = (LOGIT_SCALE, HISTORY_BIAS)
 
 
 def parameter_groups(model, settings: TrainSettings) -> list[dict]:
     """AdamW groups: LoRA at ``lora_lr``, projectors and free item embeddings at ``projector_lr``
-    (both default to ``lr``), the logit scale at its own rate without decay."""
+    (both default to ``lr``), the logit scale and the history offset each at its own rate without decay."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     lora = [p for n, p in named if "lora_" in n]
     scale = [p for n, p in named if n == LOGIT_SCALE]
-    rest = [p for n, p in named if "lora_" not in n and n != LOGIT_SCALE]
+    bias = [p for n, p in named if n == HISTORY_BIAS]
+    rest = [p for n, p in named if "lora_" not in n and n not in SCALARS]
     groups = []
     if rest:
         groups.append({"params": rest, "lr": settings.projector_lr or settings.lr})
@@ -48,6 +51,8 @@ def parameter_groups(model, settings: TrainSettings) -> list[dict]:
         groups.append({"params": lora, "lr": settings.lora_lr or settings.lr})
     if scale:
         groups.append({"params": scale, "lr": settings.logit_scale_lr, "weight_decay": 0.0})
+    if bias:
+        groups.append({"params": bias, "lr": settings.history_bias_lr, "weight_decay": 0.0})
     return groups
 
 

@@ -192,3 +192,88 @@ def test_profiles_take_the_head_the_recorded_tuning_chose():
     for profile in ("cpu", "gpu"):
         assert all(getattr(get_profile(profile), k) == v for k, v in CHOSEN_HEAD.items())
     assert len(record_table(records[0])) == len(records[0]["candidates"])
+
+
+def test_history_pairs_follow_causal_attention(tiny_run):
+    enc = tiny_run.encoder()
+    short = enc.encode(get_template("sequential", 0), 0, [1], target=2)
+    long = enc.encode(get_template("sequential", 0), 1, [1, 2, 3, 4], target=5)
+    direct = enc.encode(get_template("direct", 0), 2, [6, 7], target=8)
+    batch = collate([short, long, direct], tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    answer = sorted(zip(batch.seen_batch.tolist(), batch.seen_items.tolist()))
+    assert answer == [(0, 1), (1, 1), (1, 2), (1, 3), (1, 4)]  # the direct prompt shows no history
+    dense = {}
+    for row, item in zip(batch.next_seen_batch.tolist(), batch.next_seen_items.tolist()):
+        dense.setdefault(row, []).append(item)
+    # dense position k sees the history up to and including its own item, never the item it predicts
+    assert dense == {0: [1], 1: [1], 2: [1, 2], 3: [1, 2, 3], 4: [1, 2, 3, 4]}
+    for row, seen in dense.items():
+        assert batch.next_items[row].item() not in seen
+
+
+def test_history_bias_moves_only_the_items_the_prompt_shows(tiny_run):
+    enc = tiny_run.encoder()
+    encoded = [enc.encode(get_template("sequential", 0), 0, [1, 2, 1], target=4)]
+    batch = collate(encoded, tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    plain = tiny_run.build_model(settings(1, item_logit="cosine", dense_weight=0.5))
+    biased = tiny_run.build_model(settings(1, item_logit="cosine", dense_weight=0.5, history_bias=True))
+    biased.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), biased.eval()
+    with torch.no_grad():
+        before = plain.score_items(batch)
+        torch.testing.assert_close(biased.score_items(batch), before)  # starts at 0: no change
+        biased.item_history_bias.fill_(-3.0)
+        after = biased.score_items(batch)
+    shift = (after - before)[0]
+    assert torch.allclose(shift[[1, 2]], torch.tensor(-3.0))  # item 1 shown twice, offset once
+    others = torch.ones_like(shift, dtype=torch.bool)
+    others[[1, 2]] = False
+    assert torch.all(shift[others] == 0)
+    # trainable with the logit scale, off by default
+    assert biased.item_history_bias.requires_grad and not plain.item_history_bias.requires_grad
+    groups = parameter_groups(biased, settings(1, history_bias=True))
+    assert any(any(p is biased.item_history_bias for p in g["params"]) and g.get("weight_decay") == 0.0 for g in groups)
+
+
+def test_history_bias_is_saved_and_loaded(tiny_run, tmp_path):
+    from llmrec_lite.checkpoints import load_final_into, save_final
+
+    s = settings(1, item_logit="cosine", history_bias=True)
+    model = tiny_run.build_model(s)
+    with torch.no_grad():
+        model.item_history_bias.fill_(-2.5)
+    save_final(model, tmp_path / "final", {"steps": 0})
+    fresh = tiny_run.build_model(s)
+    load_final_into(fresh, tmp_path / "final")
+    assert fresh.item_history_bias.item() == pytest.approx(-2.5)
+
+
+def test_readout_starts_as_the_identity_and_trains_from_stage_one(tiny_run, tmp_path):
+    from llmrec_lite.checkpoints import load_final_into, save_final
+    from llmrec_lite.projectors import CheckpointMismatchError
+
+    enc = tiny_run.encoder()
+    batch = collate([enc.encode(get_template("sequential", 0), 0, [1, 2], target=3)],
+                    tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    plain = tiny_run.build_model(settings(1, item_logit="cosine"))
+    read = tiny_run.build_model(settings(1, item_logit="cosine", readout=True))
+    read.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), read.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(read.score_items(batch), plain.score_items(batch))
+    assert read.readout.weight.requires_grad and read.trainable_parameters()["readout"] == read.readout.weight.numel()
+    # its gradient flows in stage 1 (backbone frozen)
+    read.train()
+    read(collate([enc.encode(get_template("sequential", 0), 0, [1, 2], target=3)],
+                 tiny_run.backbone.tokenizer.pad_token_id, with_response=False))["loss"].backward()
+    assert read.readout.weight.grad is not None and read.readout.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        read.readout.weight.mul_(2.0).add_(0.01)
+    save_final(read, tmp_path / "final", {"steps": 0})
+    fresh = tiny_run.build_model(settings(1, item_logit="cosine", readout=True))
+    load_final_into(fresh, tmp_path / "final")
+    torch.testing.assert_close(fresh.readout.weight, read.readout.weight)
+    # a stage saved without a readout cannot silently load into a model that has one
+    save_final(plain, tmp_path / "plain", {"steps": 0})
+    with pytest.raises(CheckpointMismatchError, match="readout"):
+        load_final_into(fresh, tmp_path / "plain")
