@@ -266,24 +266,28 @@ def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples:
     return {"prompts": prompts, "steps": training_steps(settings, num_train_samples)}
 
 
-def budget_table(profile, reference, num_train_samples: int):
+def budget_table(profile, reference, num_train_samples: int, dataset: str | None = None):
     """Prompts and steps per trained stage under this build's profile and under a reference one.
 
     Args:
         profile: The profile the run used.
         reference: The profile to compare with (``get_profile("gpu")``: OpenP5's recipe).
         num_train_samples: Training prefixes of the split.
+        dataset: When given, a column says which stages this profile trains on it (a lean
+            evaluation grid skips some rows, and with them their training).
     """
     import pandas as pd
 
-    from llmrec_lite.pipeline import LLM_RUNS, stages_to_train
+    from llmrec_lite.pipeline import LLM_RUNS, llm_runs, stages_to_train
 
-    trained = list(dict.fromkeys((v, s) for v, stage, _ in LLM_RUNS for s in stages_to_train(v, stage)))
+    stages = lambda runs: list(dict.fromkeys((v, s) for v, stage, _ in runs for s in stages_to_train(v, stage)))
+    here = set(stages(llm_runs(profile, dataset))) if dataset is not None else None
     records = []
-    for variant, stage in trained:
+    for variant, stage in stages(LLM_RUNS):
         ours = stage_budget(profile, variant, stage, num_train_samples)
         theirs = stage_budget(reference, variant, stage, num_train_samples)
         records.append({"model": variant.label, "stage": stage,
+                        **({} if here is None else {"trained here": "yes" if (variant, stage) in here else "no"}),
                         f"prompts ({profile.name})": ours["prompts"], f"steps ({profile.name})": ours["steps"],
                         f"prompts ({reference.name})": theirs["prompts"], f"steps ({reference.name})": theirs["steps"]})
     return pd.DataFrame(records)

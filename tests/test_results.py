@@ -113,6 +113,9 @@ def test_budget_comes_from_training_steps():
     assert len(table) == 7  # every trained stage: both stages of three variants, stage 2 of the text-id baseline
     assert list(table.columns) == ["model", "stage", "prompts (cpu)", "steps (cpu)", "prompts (gpu)", "steps (gpu)"]
     assert (table["steps (gpu)"] > table["steps (cpu)"]).all()
+    lean = R.budget_table(cpu, gpu, n, cpu.results_datasets[0])
+    assert lean["trained here"].tolist().count("no") == 1  # the lean grid skips the text-id baseline
+    assert R.budget_table(gpu, gpu, n, "lastfm")["trained here"].eq("yes").all()
 
 
 def test_lean_grid_keeps_the_text_id_row_on_the_main_dataset_only():
