@@ -150,8 +150,8 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
 
 
 def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
-    """Stage 2 against stage 1 and against the no-CF model (item-token side, sequential task,
-    seen template, unmasked and masked): the HR@10 difference over the same users with its
+    """Stage 2 against stage 1, and stage 2 and stage 1 against the no-CF model (item-token
+    side, sequential task, seen template, unmasked and masked): the HR@10 difference over the same users with its
     paired bootstrap 95% interval (from the cached evaluations)."""
     from llmrec_lite.metrics import paired_bootstrap
 
@@ -159,15 +159,16 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
         return evaluate_cached(run, variant, stage, "sequential", "seen", show_progress=show_progress)
 
     out = []
-    s2 = ranks(ITEM_TOKEN, 2)
-    for other_variant, other_stage, name in ((ITEM_TOKEN, 1, "stage 2 - stage 1"),
-                                             (ITEM_TOKEN_TEXT, 2, "stage 2 - no CF embeddings")):
-        other = ranks(other_variant, other_stage)
-        if not np.array_equal(s2.users, other.users):
+    for (variant, stage), (other_variant, other_stage), name in (
+            ((ITEM_TOKEN, 2), (ITEM_TOKEN, 1), "stage 2 - stage 1"),
+            ((ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2), "stage 2 - no CF embeddings"),
+            ((ITEM_TOKEN, 1), (ITEM_TOKEN_TEXT, 2), "stage 1 - no CF embeddings")):
+        one, other = ranks(variant, stage), ranks(other_variant, other_stage)
+        if not np.array_equal(one.users, other.users):
             raise ValueError("Paired comparisons need both models evaluated on the same users.")
-        out.append({"comparison": name, "rule": "unmasked", **paired_bootstrap(s2.ranks, other.ranks)})
-        if s2.other_ranks is not None and other.other_ranks is not None:
-            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(s2.other_ranks, other.other_ranks)})
+        out.append({"comparison": name, "rule": "unmasked", **paired_bootstrap(one.ranks, other.ranks)})
+        if one.other_ranks is not None and other.other_ranks is not None:
+            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(one.other_ranks, other.other_ranks)})
     return out
 
 

@@ -145,11 +145,13 @@ CHOSEN_HEAD = {"item_logit": "cosine", "logit_temperature": 0.07, "dense_weight"
 
 PROFILES: dict[str, Profile] = {
     # The cpu profile fits the whole book into an hour on a 2-core laptop (README: measured
-    # chapter times): stage 1 only aligns the projectors (stage 2 trains them too), the
-    # text-id side trains for its one row, validation uses 100 users, SASRec stops at 1.6M
-    # training positions, and Beauty is evaluated on one seeded subset of 2,000 users.
+    # chapter times): the text-id side trains for its one row, validation uses 100 users,
+    # SASRec stops at 1.6M training positions, and Beauty is evaluated on one seeded subset of
+    # 2,000 users. The item-token prompts per task, (stage 1, stage 2), are the split with the
+    # best mean stage-2 validation HR@10 over LastFM and Beauty in the stage-split record
+    # (benchmarks/results/split_*_cpu.json, made by benchmarks/stage_split.py; chapter 5.6).
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), results_datasets=("lastfm", "beauty"), device="cpu",
-                   backbone="cpu", eval_users=2000, evaluation_grid="lean", item_token_samples=(400, 1200),
+                   backbone="cpu", eval_users=2000, evaluation_grid="lean", item_token_samples=(800, 1200),
                    text_id_samples=(200, 200), val_users=100, sasrec_max_positions=1_600_000, **CHOSEN_HEAD),
     # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
     # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit.

@@ -403,7 +403,7 @@ def grid_sentence(profile, names: dict[str, str]) -> str:
 # --------------------------------------------------------------------------- paired comparisons
 
 # the comparisons :func:`llmrec_lite.pipeline.paired_comparisons` writes
-S2_VS_S1, S2_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddings"
+S2_VS_S1, S2_VS_NOCF, S1_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddings", "stage 1 - no CF embeddings"
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from llmrec_lite.variants import Variant
 
 ITEM_TOKEN = Variant("item-token", True)
+NO_EMBEDDINGS = Variant("item-token", False)  # the same model without CF embeddings
 
 # name -> TrainSettings overrides. "dot" is the head the book trained before this record.
 CANDIDATES: dict[str, dict] = {
@@ -133,6 +134,137 @@ def tune(run, candidates: dict[str, dict] | None = None, budget: float = 1.0, us
         "candidates": rows,
         "best": best["name"],
     }
+
+
+def stage_split(run, splits: list[tuple[int, int]], users: int | None = None, out: str | Path | None = None,
+                baseline: bool = True, show_progress: bool = True) -> dict:
+    """Full-budget runs that split training prompts between stage 1 and stage 2 differently,
+    scored on the validation targets only.
+
+    The head is the profile's (chosen by :func:`tune` at a shorter budget); this record
+    chooses how many prompts per task each stage gets. Per split it trains stage 1 and
+    stage 2 of the item-token model (and, with ``baseline``, of the same model without CF
+    embeddings), scores stage 1, stage 2 and the baseline's stage 2 on the same users, and
+    compares them with paired bootstrap intervals, as chapter 7 does on test targets.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` (its profile gives every other setting).
+        splits: ``(stage-1 prompts, stage-2 prompts)`` per task, one pair per candidate.
+        users: Users scored on their validation target (``None``: all; else a seeded subset).
+        out: Where the runs are kept (default ``run.out / "split"``), one folder per split;
+            finished stages with the same settings are reused, never overwritten.
+        baseline: Also train and score the model without CF embeddings.
+
+    Returns:
+        The record: per split the stages' steps and seconds, validation metrics of each
+        scored model, and paired differences (stage 2 - stage 1, stage 1 - baseline,
+        stage 2 - baseline; unmasked and masked HR@10); the split with the best stage-2
+        validation HR@10 (then masked) is ``best``.
+    """
+    from llmrec_lite.evaluate import evaluate_model, evaluation_users
+    from llmrec_lite.metrics import paired_bootstrap
+
+    if not splits:
+        raise ValueError("No splits: pass at least one (stage-1 prompts, stage-2 prompts) pair.")
+    for split in splits:
+        if len(split) != 2 or any(int(n) < 1 for n in split):
+            raise ValueError(f"split={split!r}: give two positive prompt counts per task, (stage 1, stage 2).")
+    out = Path(out) if out is not None else run.out / "split"
+    chosen_users = evaluation_users(run.split, users, seed=run.profile.seed)
+    variants = (ITEM_TOKEN, NO_EMBEDDINGS) if baseline else (ITEM_TOKEN,)
+    rows, stage2_ranks = [], {}
+    for split in splits:
+        name = f"{split[0]} + {split[1]}"
+        sub = run.at(out / f"{split[0]}-{split[1]}")
+        stages, models = [], {}
+        for variant in variants:
+            for stage in (1, 2):
+                settings = run.settings(variant, stage, samples_per_task=int(split[stage - 1]))
+                result = sub.ensure(settings, show_progress)
+                stages.append({"model": variant.label, "stage": stage, "steps": result["steps"],
+                               "samples": result["samples"], "seconds": result["seconds"]})
+        scored = [(ITEM_TOKEN, 1), (ITEM_TOKEN, 2)] + ([(NO_EMBEDDINGS, 2)] if baseline else [])
+        for variant, stage in scored:
+            ev = evaluate_model(sub.load(variant, stage), targets="valid", users=chosen_users,
+                                show_progress=show_progress)
+            models[(variant, stage)] = ev
+        pairs = [("stage 2 - stage 1", (ITEM_TOKEN, 2), (ITEM_TOKEN, 1))]
+        if baseline:
+            pairs += [("stage 1 - no CF", (ITEM_TOKEN, 1), (NO_EMBEDDINGS, 2)),
+                      ("stage 2 - no CF", (ITEM_TOKEN, 2), (NO_EMBEDDINGS, 2))]
+        stage2_ranks[name] = (models[(ITEM_TOKEN, 2)].ranks, models[(ITEM_TOKEN, 2)].other_ranks)
+        rows.append({
+            "name": name,
+            "samples_per_task": [int(n) for n in split],
+            "stages": stages,
+            "train_minutes": sum(s["seconds"] for s in stages if s["model"] == ITEM_TOKEN.label) / 60,
+            "valid": {f"{variant.label} stage {stage}": {k: v for k, v in ev.metrics.items()
+                                                        if k.startswith(("hr@", "ndcg@"))}
+                      for (variant, stage), ev in models.items()},
+            "paired": {label: {"hr@10": paired_bootstrap(models[a].ranks, models[b].ranks),
+                               "hr@10_masked": paired_bootstrap(models[a].other_ranks, models[b].other_ranks)}
+                       for label, a, b in pairs},
+        })
+    first = rows[0]["name"]
+    for row in rows[1:]:
+        # the same users' stage-2 ranks under this split against the first split's
+        row["stage 2 - first split"] = {
+            "hr@10": paired_bootstrap(stage2_ranks[row["name"]][0], stage2_ranks[first][0]),
+            "hr@10_masked": paired_bootstrap(stage2_ranks[row["name"]][1], stage2_ranks[first][1])}
+    final = f"{ITEM_TOKEN.label} stage 2"
+    best = max(rows, key=lambda r: (r["valid"][final]["hr@10"], r["valid"][final]["hr@10_masked"]))
+    return {
+        "record": "stage split",
+        "dataset": run.data.name,
+        "profile": run.profile.name,
+        "backbone": run.backbone.source,
+        "targets": "valid",
+        "users": int(len(chosen_users)),
+        "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
+        "rule": "validation targets (second-to-last item), full ranking; chosen by stage-2 validation HR@10, then masked",
+        "splits": rows,
+        "best": best["name"],
+    }
+
+
+def split_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
+    """``(split, mean stage-2 validation HR@10, mean masked HR@10)`` of every split all
+    stage-split records share (one record per dataset), best first."""
+    final = f"{ITEM_TOKEN.label} stage 2"
+    names = [r["name"] for r in records[0]["splits"]]
+    common = [n for n in names if all(any(r["name"] == n for r in rec["splits"]) for rec in records)]
+    if not common:
+        raise ValueError("The records share no split; run the same --splits on every dataset.")
+
+    def score(name):
+        rows = [next(r for r in rec["splits"] if r["name"] == name)["valid"][final] for rec in records]
+        return sum(m["hr@10"] for m in rows) / len(rows), sum(m["hr@10_masked"] for m in rows) / len(rows)
+
+    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+
+
+def choose_split(records: list[dict]) -> tuple[int, int]:
+    """The ``(stage-1, stage-2)`` prompts per task with the best mean stage-2 validation HR@10
+    over the records (ties: masked), as every dataset's profile shares one split."""
+    name = split_ranking(records)[0][0]
+    return tuple(next(r for r in records[0]["splits"] if r["name"] == name)["samples_per_task"])
+
+
+def split_table(record: dict):
+    """One row per split of a stage-split record: prompts, minutes, validation HR@10 per model."""
+    import pandas as pd
+
+    short = {f"{ITEM_TOKEN.label} stage 1": "stage 1", f"{ITEM_TOKEN.label} stage 2": "stage 2",
+             f"{NO_EMBEDDINGS.label} stage 2": "no CF"}
+    rows = []
+    for row in record["splits"]:
+        hr = {f"{short[model]} HR@10": m["hr@10"] for model, m in row["valid"].items()}
+        masked = {f"{short[model]} HR@10 masked": m["hr@10_masked"] for model, m in row["valid"].items()
+                  if model.endswith("stage 2")}
+        rows.append({"prompts per task (stage 1 + 2)": row["name"],
+                     "train minutes (CF model)": row["train_minutes"], **hr, **masked,
+                     "best": "yes" if row["name"] == record["best"] else ""})
+    return pd.DataFrame(rows)
 
 
 def without_timings(value):

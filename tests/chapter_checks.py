@@ -141,14 +141,14 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert len(found) == 1, variant
         return json.loads(found[0].read_text())
 
-    stage2 = cached("item-token-stage2")
-    for comparison, other, glue_name in (("stage 2 - stage 1", cached("item-token-stage1"), "paired_s2_s1"),
-                                         ("stage 2 - no CF embeddings", cached("item-token-text-stage2"),
-                                          "paired_s2_nocf")):
-        assert stage2["users"] == other["users"]
+    stage2, stage1, no_cf = cached("item-token-stage2"), cached("item-token-stage1"), cached("item-token-text-stage2")
+    for comparison, one, other, glue_name in (("stage 2 - stage 1", stage2, stage1, "paired_s2_s1"),
+                                              ("stage 2 - no CF embeddings", stage2, no_cf, "paired_s2_nocf"),
+                                              ("stage 1 - no CF embeddings", stage1, no_cf, "paired_s1_nocf")):
+        assert one["users"] == other["users"]
         for rule, key in (("unmasked", "ranks"), ("masked", "other_ranks")):
             entry = R.find_paired(result["paired"], comparison, rule)
-            again = paired_bootstrap(np.array(stage2[key]), np.array(other[key]))
+            again = paired_bootstrap(np.array(one[key]), np.array(other[key]))
             assert close(entry["difference"], again["difference"]) and entry["users"] == len(users)
             assert all(close(a, b) for a, b in zip(entry["ci95"], again["ci95"]))
             lo, hi = entry["ci95"]

@@ -159,6 +159,23 @@ def test_tuning_record_never_reads_a_test_target(tiny_run):
     assert all("val_hr@10" in point for point in row["curve"])
 
 
+def test_stage_split_record_never_reads_a_test_target(tiny_run):
+    from llmrec_lite.tuning import split_table, stage_split
+
+    splits = [(4, 8), (8, 4)]
+    first = stage_split(tiny_run, splits, show_progress=False)
+    second = stage_split(_with_other_test_targets(tiny_run), splits, show_progress=False)
+    assert without_timings(first) == without_timings(second)
+    assert first["targets"] == "valid" and first["best"] in {"4 + 8", "8 + 4"}
+    row = first["splits"][1]
+    assert row["samples_per_task"] == [8, 4] and len(row["stages"]) == 4  # both stages, with and without CF
+    assert set(row["paired"]) == {"stage 2 - stage 1", "stage 1 - no CF", "stage 2 - no CF"}
+    assert "stage 2 - first split" in row and "stage 2 - first split" not in first["splits"][0]
+    assert len(split_table(first)) == 2
+    with pytest.raises(ValueError, match="STAGE1|positive"):
+        stage_split(tiny_run, [(4, 0)], show_progress=False)
+
+
 def test_evaluation_runs_in_the_precision_the_model_was_trained_in(tiny_run):
     from llmrec_lite.evaluate import evaluate_model
 
@@ -192,6 +209,18 @@ def test_profiles_take_the_head_the_recorded_tuning_chose():
     for profile in ("cpu", "gpu"):
         assert all(getattr(get_profile(profile), k) == v for k, v in CHOSEN_HEAD.items())
     assert len(record_table(records[0])) == len(records[0]["candidates"])
+
+
+def test_cpu_profile_takes_the_stage_split_the_record_chose():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import choose_split
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/split_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    assert all(r["targets"] == "valid" for r in records)
+    assert tuple(get_profile("cpu").item_token_samples) == choose_split(records)
 
 
 def test_history_pairs_follow_causal_attention(tiny_run):

@@ -169,7 +169,7 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
              classic(SASREC_LABEL, sasrec, list(sasrec_ci), 0.065, list(sasrec_masked_ci), evaluated,
                      curve=curve, best_epoch=4, epochs_run=6, train_seconds=90.0, seconds_per_epoch=15.0)]
     paired = []
-    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF):
+    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF):
         paired.append({"comparison": comparison, "rule": "unmasked", "key": "hr@10", "difference": 0.05,
                        "ci95": [0.03, 0.07], "users": evaluated, "verdict": "above"})
         paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": 0.0,
@@ -238,7 +238,7 @@ def test_grid_sentence():
 
 def test_paired_table_and_sentences(lean):
     table = R.paired_table(lean, NAMES)
-    assert len(table) == 8 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]
+    assert len(table) == 12 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 3 comparisons x 2 rules x 2
     assert table["paired 95% CI"].iloc[0] == "[+0.0300, +0.0700]"
     assert table["interval"].tolist()[:2] == ["above zero", "not separated from zero"]
     entry = R.find_paired(lean["lastfm"]["paired"], R.S2_VS_NOCF, "masked")
@@ -372,6 +372,6 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     assert "tid_base" not in glued and "no no-embedding baseline" in glued["tid_sentence"]
     assert glued["label_beauty"].startswith("Beauty: 2,000 of 22,363 users")
     assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == "does not hold"
-    assert glued["paired_s2_s1"].count("above zero") == 2
+    assert glued["paired_s2_s1"].count("above zero") == 2 and glued["paired_s1_nocf"].count("above zero") == 2
     assert glued["paper_claim_name"] == "Beauty" and glued["paper_sasrec_hr5"] == 0.0387
     assert "On Beauty" in glued["sasrec_published"] and "On LastFM" in glued["sasrec_published"]
