@@ -119,6 +119,14 @@ def _fresh_tmp(folder: Path) -> Path:
     return tmp
 
 
+def _own_adapters(model) -> None:
+    """The shared backbone's LoRA adapters must be ``model``'s before they are read or written
+    (see :meth:`~llmrec_lite.fusion.FusionModel.claim_backbone`)."""
+    claim = getattr(model, "claim_backbone", None)
+    if claim is not None:
+        claim()
+
+
 # --------------------------------------------------------------------------- resumable checkpoints
 
 
@@ -127,6 +135,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> N
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    _own_adapters(model)
     tmp = _fresh_tmp(folder)
     save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -149,6 +158,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     folder = Path(folder)
     fix = (f"The checkpoint is damaged: delete {folder} (training restarts from the beginning of the stage), "
            "or run the command again without --resume.")
+    _own_adapters(model)
     state = read_json(folder / "state.json", fix)
     tensors = load_tensors(folder / "trainable.safetensors", fix)
     missing = model.load_state_dict(tensors, strict=False)
@@ -168,6 +178,7 @@ def save_final(model, folder: Path, result: dict) -> None:
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    _own_adapters(model)
     tmp = _fresh_tmp(folder)
     if model.projectors is not None:
         model.projectors.save_pretrained(tmp / "projectors")
@@ -215,6 +226,7 @@ def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:
                 raise CheckpointMismatchError(f"{folder} has no readout weights, but the model was built with "
                                               "readout=True: load it with the settings it was trained with.")
             model.readout.weight.copy_(extra["readout"])
+    _own_adapters(model)
     if load_adapter and (folder / "adapter").exists():
         from peft import set_peft_model_state_dict
 

@@ -20,6 +20,7 @@ Output side (``output=``):
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -157,6 +158,9 @@ class FusionModel(nn.Module):
             setattr(self, name, buf.to(device))
         for param in self.parameters(recurse=False):
             param.data = param.data.to(device)
+        # The LoRA adapters live inside the shared backbone; see claim_backbone.
+        self._lora_snapshot: dict[str, torch.Tensor] | None = None
+        self.claim_backbone()
 
     def _trains_history_bias(self) -> bool:
         return self.output == "item-token" and self.history_bias
@@ -169,12 +173,41 @@ class FusionModel(nn.Module):
     def variant(self) -> Variant:
         return Variant(self.output, self.use_embeddings)
 
+    def _lora_parameters(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.model.named_parameters() if "lora_" in name}
+
+    def claim_backbone(self) -> None:
+        """Makes the shared backbone's LoRA adapters this model's own.
+
+        Every model built on one :class:`~llmrec_lite.backbone.Backbone` (a stage-1 and a
+        stage-2 model of one run, say) shares its weights, LoRA adapters included, so that
+        a process holds the backbone once. Without care, loading a second model would
+        silently replace the first one's adapters. Instead, the backbone remembers which
+        model its adapters belong to; when another model runs, the current owner's adapters
+        are copied aside and the new owner's are put back. Every forward pass starts here
+        (through :meth:`input_embeddings`), so each model always runs with its own adapters.
+        """
+        owner_ref = getattr(self.backbone, "_lora_owner", None)
+        owner = owner_ref() if owner_ref is not None else None
+        if owner is self:
+            return
+        if owner is not None:
+            owner._lora_snapshot = {n: p.detach().clone() for n, p in owner._lora_parameters().items()}
+        if self._lora_snapshot is not None:
+            with torch.no_grad():
+                for name, param in self._lora_parameters().items():
+                    param.copy_(self._lora_snapshot[name])
+            self._lora_snapshot = None
+        self.backbone._lora_owner = weakref.ref(self)
+
     def reset_lora(self, seed: int) -> None:
         """Re-initialises every LoRA adapter (B = 0, so the backbone is unchanged).
 
         Several models in one process share the backbone object, so each run starts by
-        putting the adapters back to their initial state instead of inheriting another run's.
+        putting the adapters back to their initial state instead of inheriting another run's
+        (:meth:`claim_backbone` first keeps the previous owner's adapters aside).
         """
+        self.claim_backbone()
         torch.manual_seed(seed)
         for module in self.model.modules():
             if hasattr(module, "reset_lora_parameters") and hasattr(module, "lora_A"):
@@ -232,6 +265,7 @@ class FusionModel(nn.Module):
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with projected CF vectors written into the slots."""
+        self.claim_backbone()  # every forward pass starts here: run with this model's own adapters
         embed = self.model.get_input_embeddings()
         embeds = embed(batch.input_ids)
         if len(batch.slot_values):
