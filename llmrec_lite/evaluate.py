@@ -137,6 +137,58 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     return Evaluation(metrics, tops, gold_items[users], users, plain, other)
 
 
+def evaluate_earlier_targets(trained, steps_back: int, **kwargs) -> Evaluation:
+    """:func:`evaluate_item_token` on targets ``steps_back`` items before each user's test
+    target, each predicted from the items before it (see
+    :meth:`~llmrec_lite.split.LeaveOneOutSplit.earlier`): 0 is the test target, 1 the
+    validation target, 2 the last training target. A diagnostic, not a selection rule."""
+    from dataclasses import replace
+
+    _, encoder = _unpack(trained, None)  # a Run.load model: it carries its encoder and precision
+    shifted = replace(trained, encoder=replace(encoder, split=encoder.split.earlier(steps_back)))
+    return evaluate_item_token(shifted, targets="test", **kwargs)
+
+
+TARGET_DISTANCES = {0: "test target", 1: "validation target", 2: "last training target"}
+
+
+def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1, 0), users=None,
+                                show_progress: bool = True) -> list[dict]:
+    """HR@10 (unmasked and masked) of fixed, trained models as the target moves back through
+    each user's sequence: the last training target, the validation target, the test target.
+
+    The models do not change, only which item they must predict (from everything before it),
+    so the rows show how accuracy depends on the target's distance from the training period.
+
+    Args:
+        models: ``{label: Trained}`` item-token models (from :meth:`~llmrec_lite.runs.Run.load`).
+        split: The run's :class:`~llmrec_lite.split.LeaveOneOutSplit`.
+        wals: The run's fitted WALS model: adds the WALS dot product and popularity (both from
+            the real training part, like the models) as reference rows.
+        steps_back: Which targets (see :data:`TARGET_DISTANCES`).
+        users: User indices (default: all).
+
+    Returns:
+        One dict per model and target: ``model``, ``steps_back``, ``target``, ``hr@10``,
+        ``hr@10_masked``, ``users``.
+    """
+    from llmrec_lite.baselines import CLASSIC, classic_scorers
+    from llmrec_lite.metrics import evaluate_scorer
+
+    scorers = {} if wals is None else {CLASSIC[k]: fn for k, fn in classic_scorers(
+        split, wals, names=("wals", "popularity")).items()}
+    rows = []
+    for k in steps_back:
+        shifted = split.earlier(k)
+        results = {label: evaluate_earlier_targets(t, k, users=users, show_progress=show_progress).metrics
+                   for label, t in models.items()}
+        results.update({label: evaluate_scorer(fn, shifted, users, "test")[0] for label, fn in scorers.items()})
+        rows += [{"model": label, "steps_back": k, "target": TARGET_DISTANCES.get(k, f"{k} items before the test target"),
+                  "hr@10": m["hr@10"], "hr@10_masked": m["hr@10_masked"], "users": m["users"]}
+                 for label, m in results.items()]
+    return rows
+
+
 @torch.no_grad()
 def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
                      targets: str = "test", users=None, batch_size: int = 16, num_beams: int = 10,

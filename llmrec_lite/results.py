@@ -22,6 +22,8 @@ reads as a sequence of results rather than of pandas filters:
   comparison, our rows beside the paper's numbers;
 - :func:`sasrec_published`, :func:`sasrec_curve_figure`: our SASRec against the published
   same-file SASRec numbers, and its validation curve;
+- :func:`target_distance_figure`: accuracy of fixed models as the target moves from the last
+  training item to the validation and the test target;
 - :func:`budget_table`: training prompts and optimizer steps per stage under this build's
   profile and under OpenP5's recipe (the ``gpu`` profile), computed by
   :func:`llmrec_lite.batching.training_steps`.
@@ -334,6 +336,30 @@ def hr10_figure(rows: list[dict], references: list[dict], title: str):
                       legend=dict(orientation="h", y=-0.15))
     return fig
 
+
+
+def target_distance_figure(rows: list[dict], title: str):
+    """HR@10 of each model at each target of :func:`llmrec_lite.evaluate.accuracy_by_target_distance`,
+    oldest target first, one line per model (solid: unmasked; dotted: history masked)."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    fig = go.Figure()
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: -r["steps_back"])
+        x = [r["target"] for r in mine]
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        fig.add_trace(go.Scatter(x=x, y=[r["hr@10"] for r in mine], mode="lines+markers", name=model,
+                                 line=dict(color=color)))
+        fig.add_trace(go.Scatter(x=x, y=[r["hr@10_masked"] for r in mine], mode="lines+markers",
+                                 name=f"{model}, masked", line=dict(dash="dot", color=color)))
+    fig.update_layout(title=title, yaxis_title="HR@10", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def distance_value(rows: list[dict], model: str, steps_back: int, key: str = "hr@10") -> float:
+    """One value of :func:`llmrec_lite.evaluate.accuracy_by_target_distance`'s rows."""
+    return next(r[key] for r in rows if r["model"] == model and r["steps_back"] == steps_back)
 
 
 # --------------------------------------------------------------------------- what the build contains

@@ -14,7 +14,7 @@ the embeddings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -58,6 +58,28 @@ class LeaveOneOutSplit:
             valid_targets=np.array([s[-2] for s in data.sequences], dtype=np.int64),
             test_targets=np.array([s[-1] for s in data.sequences], dtype=np.int64),
         )
+
+    def earlier(self, steps_back: int) -> "LeaveOneOutSplit":
+        """The same users with their last ``steps_back`` items cut off, so that its "test" target
+        lies ``steps_back`` items before the real one (1: the validation target; 2: the last
+        training target, which models were trained on).
+
+        A diagnostic of how a model's accuracy changes with the target's distance from the
+        training period, read by the results chapter; never for choosing settings.
+
+        Raises:
+            ValueError: ``steps_back`` is negative, or leaves a user without a history.
+        """
+        if steps_back < 0:
+            raise ValueError(f"steps_back must be 0 or more, got {steps_back}.")
+        if steps_back == 0:
+            return self
+        shortest = min(len(s) for s in self.data.sequences)
+        if shortest - steps_back < 2:
+            raise ValueError(f"steps_back={steps_back} leaves a user of {shortest} items without a history; "
+                             f"use at most {shortest - 2}.")
+        data = replace(self.data, sequences=[s[: len(s) - steps_back] for s in self.data.sequences])
+        return LeaveOneOutSplit.from_data(data)
 
     @property
     def num_users(self) -> int:

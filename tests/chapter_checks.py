@@ -135,6 +135,16 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["order_holds"] == ("holds" if s2 > s1 > base else "does not hold")
     assert glued["target_verdict"] == ("reaches" if s2 >= target else "falls short of")
 
+    # validation against test: the test-target points are the rows; the verdict follows the numbers
+    assert close(glued["dist_s2_test"], s2) and close(glued["dist_s1_test"], s1)
+    assert all(is_rate(glued[k]) for k in ("dist_s2_train", "dist_s2_valid", "dist_s1_train", "dist_s1_valid",
+                                           "dist_wals_valid", "dist_wals_test", "dist_s2_valid_masked"))
+    assert close(glued["dist_s2_drop"], glued["dist_s2_valid"] - glued["dist_s2_test"])
+    assert close(glued["dist_wals_drop"], glued["dist_wals_valid"] - glued["dist_wals_test"])
+    assert glued["dist_verdict"] == ("more" if glued["dist_s2_drop"] > glued["dist_wals_drop"] else "no more")
+    wals_row = next(r for r in rows if r["variant"] == "classic" and r["model"] == "WALS (dot product)")
+    assert close(glued["dist_wals_test"], wals_row["hr@10_masked"])
+
     # paired comparisons: recomputed from the ranks of the cached evaluations (same users, same order)
     def cached(variant):
         found = list((run_dir / "eval").glob(f"{variant}-sequential-seen-plain-*.json"))

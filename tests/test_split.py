@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 
 from llmrec_lite.data import load_dataset
@@ -36,3 +37,15 @@ def test_repeated_items_are_counted(tmp_path):
     split = LeaveOneOutSplit.from_data(load_dataset(path=path))
     m = split.train_matrix()
     assert m.toarray().max() == 2  # r_ui = 2 for the item seen twice
+
+
+def test_earlier_targets_step_back_through_the_sequence(s3rec_file):
+    split = LeaveOneOutSplit.from_data(load_dataset(path=s3rec_file))
+    assert split.earlier(0) is split
+    one = split.earlier(1)  # its test target is the validation target, predicted from the same history
+    assert one.test_targets.tolist() == split.valid_targets.tolist()
+    for u in range(split.num_users):
+        assert one.history(u, "test").tolist() == split.history(u, "valid").tolist()
+    assert split.data.sequences[0].tolist() != one.data.sequences[0].tolist()  # a copy; the split is unchanged
+    with pytest.raises(ValueError, match="at most 1"):
+        split.earlier(2)  # a 3-item user would have no history left

@@ -210,6 +210,19 @@ def test_models_sharing_a_backbone_keep_their_own_adapters(run):
     assert torch.equal(scores(run.load("item-token", 1)), stage1)
 
 
+def test_earlier_targets_match_the_validation_evaluation(run):
+    from llmrec_lite.evaluate import evaluate_earlier_targets, evaluate_item_token
+
+    run.train(settings(1), show_progress=False)
+    trained = run.load("item-token", 1)
+    keys = ("hr@10", "ndcg@10", "hr@10_masked")
+    for steps_back, targets in ((0, "test"), (1, "valid")):
+        shifted = evaluate_earlier_targets(trained, steps_back, show_progress=False)
+        direct = evaluate_item_token(trained, targets=targets, show_progress=False)
+        assert [shifted.metrics[k] for k in keys] == [direct.metrics[k] for k in keys]
+        assert shifted.gold.tolist() == run.split.target_items(targets).tolist()
+
+
 def test_model_is_evaluated_with_the_history_length_it_was_trained_with(run):
     run.train(settings(1, max_history=2), show_progress=False)
     trained = run.load("item-token", 1)
