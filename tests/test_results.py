@@ -341,6 +341,7 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
 
     jupytext = pytest.importorskip("jupytext")
     import llmrec_lite.book
+    import llmrec_lite.evaluate
     import llmrec_lite.pipeline
     import llmrec_lite.plots
     from llmrec_lite.runs import Run
@@ -354,13 +355,24 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
         split = SimpleNamespace(num_train_samples=20_000 if dataset == "lastfm" else 150_000,
                                 num_items=3646 if dataset == "lastfm" else 12101)
         fake_runs[dataset] = SimpleNamespace(data=SimpleNamespace(name=dataset, display_name=NAMES[dataset]),
-                                             split=split, backbone=object(), out=tmp_path / dataset)
+                                             split=split, backbone=object(), out=tmp_path / dataset, wals=None,
+                                             profile=get_profile("cpu"), load=lambda variant, stage: stage)
         return fake_runs[dataset]
+
+    def fake_distance(models, split, wals=None, users=None, **kwargs):
+        # the test-target points must be the table's rows (the chapter checks); earlier ones are made up
+        rows = lean["lastfm"]["rows"]
+        now = {label: R.find_row(rows, "item-token", stage)["hr@10"] for label, stage in models.items()}
+        now["WALS (dot product)"] = 0.03  # the hand-made rows have popularity only
+        return [{"model": m, "steps_back": k, "target": str(k), "hr@10": v * (1 + k), "hr@10_masked": v * (1.1 + k),
+                 "users": 1090} for m, v in now.items() for k in (2, 1, 0)]
 
     monkeypatch.setattr(Run, "open", staticmethod(fake_open))
     monkeypatch.setattr(llmrec_lite.pipeline, "run_pipeline", lambda profile, dataset, out, run=None: lean[dataset])
     monkeypatch.setattr(llmrec_lite.book, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
     monkeypatch.setattr(llmrec_lite.plots, "show", lambda fig, height=None: None)
+    monkeypatch.setattr(llmrec_lite.evaluate, "accuracy_by_target_distance", fake_distance)
+    monkeypatch.setattr(llmrec_lite.pipeline, "table_users", lambda run: None)
     namespace = {"display": lambda *args, **kwargs: None}
     for cell in nb.cells:
         if cell.cell_type == "code" and "google.colab" not in cell.source:
