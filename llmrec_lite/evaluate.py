@@ -153,7 +153,7 @@ TARGET_DISTANCES = {0: "test target", 1: "validation target", 2: "last training 
 
 
 def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1, 0), users=None,
-                                show_progress: bool = True) -> list[dict]:
+                                known: dict | None = None, show_progress: bool = True) -> list[dict]:
     """HR@10 (unmasked and masked) of fixed, trained models as the target moves back through
     each user's sequence: the last training target, the validation target, the test target.
 
@@ -167,6 +167,9 @@ def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1
             the real training part, like the models) as reference rows.
         steps_back: Which targets (see :data:`TARGET_DISTANCES`).
         users: User indices (default: all).
+        known: ``{label: metrics}`` of the models on the test target, already computed on the
+            same users (the results table's rows): used for ``steps_back=0`` instead of
+            ranking the catalogue again.
 
     Returns:
         One dict per model and target: ``model``, ``steps_back``, ``target``, ``hr@10``,
@@ -180,7 +183,8 @@ def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1
     rows = []
     for k in steps_back:
         shifted = split.earlier(k)
-        results = {label: evaluate_earlier_targets(t, k, users=users, show_progress=show_progress).metrics
+        results = {label: (known or {}).get(label) if k == 0 and label in (known or {}) else
+                   evaluate_earlier_targets(t, k, users=users, show_progress=show_progress).metrics
                    for label, t in models.items()}
         results.update({label: evaluate_scorer(fn, shifted, users, "test")[0] for label, fn in scorers.items()})
         rows += [{"model": label, "steps_back": k, "target": TARGET_DISTANCES.get(k, f"{k} items before the test target"),
