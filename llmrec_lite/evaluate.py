@@ -180,10 +180,10 @@ def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1
 
     scorers = {} if wals is None else {CLASSIC[k]: fn for k, fn in classic_scorers(
         split, wals, names=("wals", "popularity")).items()}
-    rows = []
+    known, rows = known or {}, []
     for k in steps_back:
         shifted = split.earlier(k)
-        results = {label: (known or {}).get(label) if k == 0 and label in (known or {}) else
+        results = {label: known[label] if k == 0 and label in known else
                    evaluate_earlier_targets(t, k, users=users, show_progress=show_progress).metrics
                    for label, t in models.items()}
         results.update({label: evaluate_scorer(fn, shifted, users, "test")[0] for label, fn in scorers.items()})
