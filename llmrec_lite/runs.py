@@ -80,21 +80,27 @@ class Run:
         data, split: The dataset and its leave-one-out split.
         wals: The fitted :class:`~llmrec_lite.wals.WALS` model (factors of this run).
         backbone: The loaded :class:`~llmrec_lite.backbone.Backbone`.
+        steps_back: ``0`` for the real split; ``k`` for a run on every user's sequence less
+            its last ``k`` items (:meth:`~llmrec_lite.split.LeaveOneOutSplit.earlier`), whose
+            factors and models never see those items. With ``k = 1`` the run's test target
+            is the real validation target, as far from its training as the real test target
+            is from the real training: the tuning record scores settings there.
     """
 
-    def __init__(self, out, profile, data, split, wals, backbone):
+    def __init__(self, out, profile, data, split, wals, backbone, steps_back: int = 0):
         self.out = Path(out)
         self.profile = profile
         self.data = data
         self.split = split
         self.wals = wals
         self.backbone = backbone
+        self.steps_back = int(steps_back)
 
     # ----------------------------------------------------------------------- assembling
 
     @classmethod
     def open(cls, profile, dataset: str | None, out, data_dir=None, path=None, show_progress: bool = True,
-             backbone=None, display_name: str | None = None) -> "Run":
+             backbone=None, display_name: str | None = None, steps_back: int = 0) -> "Run":
         """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone.
 
         Args:
@@ -104,6 +110,8 @@ class Run:
             path: An S3Rec-format file of your own instead of ``dataset``.
             backbone: An already loaded backbone to reuse (else the profile's is loaded).
             display_name: The dataset's name in prompts (default: the registry's or the file's stem).
+            steps_back: Cut every user's last ``steps_back`` items before anything is fitted
+                (see the class docstring); ``0``: the real split.
 
         Raises:
             CheckpointMismatchError: ``out`` holds factors fitted on another file or with other settings.
@@ -115,18 +123,18 @@ class Run:
 
         data = load_dataset(dataset, path=path, indexing=profile.indexing, seed=profile.seed, data_dir=data_dir,
                             display_name=display_name)
-        split = LeaveOneOutSplit.from_data(data)
-        wals = ensure_wals(Path(out) / "wals", profile, split, show_progress)
+        split = LeaveOneOutSplit.from_data(data).earlier(steps_back)
+        wals = ensure_wals(Path(out) / "wals", profile, split, show_progress, steps_back=steps_back)
         if backbone is None:
             backbone = load_backbone(BackboneSettings.from_profile(profile), device=resolve_device(profile.device))
-        return cls(out, profile, data, split, wals, backbone)
+        return cls(out, profile, split.data, split, wals, backbone, steps_back=steps_back)
 
     def at(self, out) -> "Run":
         """The same data, factors and backbone with another run directory (its ``wals/`` is
         written there too, so the directory is self-contained)."""
-        other = Run(out, self.profile, self.data, self.split, self.wals, self.backbone)
+        other = Run(out, self.profile, self.data, self.split, self.wals, self.backbone, self.steps_back)
         if not (other.wals_dir / "wals.json").exists():
-            self.wals.save(other.wals_dir, wals_metadata(self.data))
+            self.wals.save(other.wals_dir, wals_metadata(self.data, **self._shift()))
         return other
 
     # ----------------------------------------------------------------------- layout
@@ -175,7 +183,12 @@ class Run:
             "wals_fingerprint": self.wals.fingerprint(),
             "wals": asdict(self.wals.config),
             "train": asdict(settings),
+            **self._shift(),
         }
+
+    def _shift(self) -> dict:
+        # recorded only for shifted runs, so that the real runs' configurations stay as they were
+        return {"steps_back": self.steps_back} if self.steps_back else {}
 
     def _identity(self) -> dict:
         return {"wals_fingerprint": self.wals.fingerprint(), "dataset": self.data.name}
@@ -360,8 +373,12 @@ def _changed(saved: dict | None, config: dict) -> list[str]:
     return sorted(k for k in set(config) | set(saved) if saved.get(k) != config.get(k)) or ["the run"]
 
 
-def ensure_wals(folder: Path, profile, split, show_progress: bool = True):
-    """Fits WALS on the training interactions once per run directory; later stages reuse it."""
+def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_back: int = 0):
+    """Fits WALS on the training interactions once per run directory; later stages reuse it.
+
+    ``steps_back`` is the shift of a tuning run's split (see :class:`Run`); factors fitted
+    on another shift are refused.
+    """
     from llmrec_lite.wals import WALS, WALSConfig
 
     folder = Path(folder)
@@ -377,11 +394,16 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True):
             )
         check_matches(info["config"], asdict(config), f"WALS factors in {folder}")
         check_matches(info, {"dataset": data.name, "indexing": data.indexing}, f"WALS factors in {folder}")
+        if int(info.get("steps_back", 0)) != steps_back:
+            raise CheckpointMismatchError(
+                f"The WALS factors in {folder} were fitted with steps_back={info.get('steps_back', 0)} (each user's "
+                f"last items cut off), this run asks for {steps_back}. Use another --out for a shifted run."
+            )
         return model
     model = WALS(config).fit(split.train_matrix(), show_progress=show_progress)
     state = process_state()  # several processes fit the same factors (same seed); one writes them
     if state.is_main_process:
-        model.save(folder, wals_metadata(data))
+        model.save(folder, wals_metadata(data, **({"steps_back": steps_back} if steps_back else {})))
     state.wait_for_everyone()
     return model
 

@@ -64,8 +64,12 @@ class LeaveOneOutSplit:
         lies ``steps_back`` items before the real one (1: the validation target; 2: the last
         training target, which models were trained on).
 
-        A diagnostic of how a model's accuracy changes with the target's distance from the
-        training period, read by the results chapter; never for choosing settings.
+        Two uses: the results chapter's diagnostic of how a model's accuracy changes with the
+        target's distance from the training period (models trained on the real split, scored
+        on earlier targets), and the tuning record's split (``Run.open(..., steps_back=1)``:
+        factors and models trained on this split, scored on its test target, which is the
+        real validation target, as far from that training as the real test target is from
+        the real training). Neither reads a real test target to choose a setting.
 
         Raises:
             ValueError: ``steps_back`` is negative, or leaves a user without a history.

@@ -10,7 +10,9 @@ curve of validation HR@10 against training minutes, and ``benchmarks/tune.py`` /
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 from llmrec_lite.variants import Variant
@@ -225,6 +227,141 @@ def stage_split(run, splits: list[tuple[int, int]], users: int | None = None, ou
         "splits": rows,
         "best": best["name"],
     }
+
+
+# name -> {"samples_per_task": (stage 1, stage 2), "stage2": overrides of stage 2 only, other keys: both stages}.
+# Candidates that curb what stage 2 learns about the end of the training period (chapter 7.5
+# measured stage 2 losing accuracy with the target's distance from it): fewer stage-2
+# prompts, a slower LoRA. The first is the profile's setting before this record.
+DISTANCE_CANDIDATES: dict[str, dict] = {
+    "800 + 1200": {"samples_per_task": (800, 1200)},
+    "800 + 600": {"samples_per_task": (800, 600)},
+    "800 + 1200 at LoRA lr 3e-4": {"samples_per_task": (800, 1200), "stage2": {"lora_lr": 3e-4}},
+}
+
+
+def _stage_overrides(candidate: dict, stage: int) -> dict:
+    both = {k: v for k, v in candidate.items() if k not in ("samples_per_task", "stage2")}
+    extra = candidate.get("stage2", {}) if stage == 2 else {}
+    samples = candidate.get("samples_per_task")
+    return {**both, **extra, **({"samples_per_task": int(samples[stage - 1])} if samples else {})}
+
+
+def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | None = None,
+                  out: str | Path | None = None, show_progress: bool = True) -> dict:
+    """Full-budget runs of candidate settings, scored on targets as far from their training as
+    the real test targets are from the real training, without reading a real test target.
+
+    ``run`` must be a shifted run (``Run.open(..., steps_back=1)``): every user's last item
+    is cut before WALS and the models are fitted, so the run's own test target is the real
+    validation target, two items past the end of its training (the real test target is two
+    items past the real training too). Each candidate's stage-2 model is scored there and
+    on the run's validation target (one item past training), its stage 1 on the far target,
+    with the paired bootstrap interval of stage 2 - stage 1.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` opened with ``steps_back=1`` or more.
+        candidates: name -> settings (see :data:`DISTANCE_CANDIDATES`, the default).
+        users: Users scored (``None``: all; else a seeded subset).
+        out: Where the candidates' runs are kept (default ``run.out / "distance"``); a stage 1
+            with the same settings as an earlier candidate's is copied, not trained again.
+
+    Returns:
+        The record; ``best`` has the best stage-2 HR@10 on the far target (then masked).
+
+    Raises:
+        ValueError: ``run`` is not shifted (its test targets are the real ones).
+    """
+    from llmrec_lite.evaluate import evaluate_model, evaluation_users
+    from llmrec_lite.metrics import paired_bootstrap
+
+    if run.steps_back < 1:
+        raise ValueError("distance_tune scores the run's test targets, so it needs a shifted run: "
+                         "Run.open(..., steps_back=1), never the real split.")
+    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
+    if not candidates:
+        raise ValueError("No candidates: pass at least one name -> settings.")
+    out = Path(out) if out is not None else run.out / "distance"
+    chosen_users = evaluation_users(run.split, users, seed=run.profile.seed)
+    finished_stage1: dict[str, Path] = {}  # stage-1 configuration -> a folder holding it
+    rows = []
+    for name, candidate in candidates.items():
+        sub = run.at(out / slug(name))
+        stages = []
+        for stage in (1, 2):
+            settings = run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidate, stage))
+            folder = sub.stage_dir(ITEM_TOKEN, stage)
+            key = json.dumps(sub.config(settings), sort_keys=True)
+            if stage == 1 and key in finished_stage1 and not folder.exists():
+                shutil.copytree(finished_stage1[key], folder)  # the same stage 1: trained once
+            result = sub.ensure(settings, show_progress)
+            if stage == 1:
+                finished_stage1.setdefault(key, folder)
+            stages.append({"stage": stage, "steps": result["steps"], "samples": result["samples"],
+                           "targets": result.get("targets", result["samples"]), "seconds": result["seconds"],
+                           "final_val_loss": result["final_val_loss"]})
+        final, first = sub.load(ITEM_TOKEN, 2), sub.load(ITEM_TOKEN, 1)
+        far = evaluate_model(final, targets="test", users=chosen_users, show_progress=show_progress)
+        near = evaluate_model(final, targets="valid", users=chosen_users, show_progress=show_progress)
+        far1 = evaluate_model(first, targets="test", users=chosen_users, show_progress=show_progress)
+        keep = lambda ev: {k: v for k, v in ev.metrics.items() if k.startswith(("hr@", "ndcg@"))}  # noqa: E731
+        rows.append({
+            "name": name,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidate.items()},
+            "stages": stages,
+            "train_minutes": sum(s["seconds"] for s in stages) / 60,
+            "far": keep(far),
+            "near": keep(near),
+            "stage1_far": keep(far1),
+            "far_hr@10_ci95": list(far.bootstrap("hr@10")),
+            "stage 2 - stage 1 (far)": {"hr@10": paired_bootstrap(far.ranks, far1.ranks),
+                                        "hr@10_masked": paired_bootstrap(far.other_ranks, far1.other_ranks)},
+        })
+    best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
+    return {
+        "record": "distance",
+        "dataset": run.data.name,
+        "profile": run.profile.name,
+        "backbone": run.backbone.source,
+        "steps_back": run.steps_back,
+        "targets": "far: the real validation target (the run's test target, two items past its training); "
+                   "near: the item before it (the run's validation target)",
+        "users": int(len(chosen_users)),
+        "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
+        "rule": "trained on every sequence less its last item; chosen by stage-2 HR@10 on the far target, then masked",
+        "candidates": rows,
+        "best": best["name"],
+    }
+
+
+def distance_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
+    """``(candidate, mean far HR@10, mean far masked HR@10)`` of the candidates all distance
+    records share (one per dataset), best first."""
+    names = [c["name"] for c in records[0]["candidates"]]
+    common = [n for n in names if all(any(c["name"] == n for c in r["candidates"]) for r in records)]
+    if not common:
+        raise ValueError("The records share no candidate; run the same --candidates on every dataset.")
+
+    def score(name):
+        rows = [next(c for c in r["candidates"] if c["name"] == name)["far"] for r in records]
+        return sum(m["hr@10"] for m in rows) / len(rows), sum(m["hr@10_masked"] for m in rows) / len(rows)
+
+    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+
+
+def distance_table(record: dict):
+    """One row per candidate of a distance record: minutes, stage-2 HR@10 near and far, stage 1 far."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "candidate": c["name"], "train minutes": c["train_minutes"],
+        "stage 2 HR@10, 1 item past training": c["near"]["hr@10"],
+        "stage 2 HR@10, 2 items past (as test)": c["far"]["hr@10"],
+        "same, masked": c["far"]["hr@10_masked"],
+        "stage 1 HR@10, 2 items past": c["stage1_far"]["hr@10"],
+        "stage 2 - stage 1": "{:+.4f} [{:+.4f}, {:+.4f}]".format(c["stage 2 - stage 1 (far)"]["hr@10"]["difference"],
+                                                             *c["stage 2 - stage 1 (far)"]["hr@10"]["ci95"]),
+        "best": "yes" if c["name"] == record["best"] else ""} for c in record["candidates"]])
 
 
 def split_ranking(records: list[dict]) -> list[tuple[str, float, float]]:

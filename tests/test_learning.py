@@ -306,3 +306,72 @@ def test_readout_starts_as_the_identity_and_trains_from_stage_one(tiny_run, tmp_
     save_final(plain, tmp_path / "plain", {"steps": 0})
     with pytest.raises(CheckpointMismatchError, match="readout"):
         load_final_into(fresh, tmp_path / "plain")
+
+
+def _shifted_runs(tmp_path, last_items):
+    """Two shifted runs (steps_back=1) of files that differ only in each user's last item."""
+    from fusion_fixtures import tiny_backbone
+
+    backbone = tiny_backbone()
+    lines = ["1 10 11 12 13 14 15 16 17 18 19", "2 11 12 15 16 10 13", "3 10 13 15 17 18 19 16",
+             "4 19 18 17 16 14 12", "5 12 14 16 18 11 13 15"]
+    runs = []
+    for k, last in enumerate(last_items):
+        folder = tmp_path / f"file{k}"
+        folder.mkdir()
+        # user 1 names every item first, so both files index the catalogue alike
+        text = [lines[0]] + [" ".join(line.split()[:-1] + [str(item)]) for line, item in zip(lines[1:], last)]
+        (folder / "Shop.txt").write_text("\n".join(text) + "\n")
+        runs.append(Run.open(PROFILE, None, tmp_path / f"run{k}", path=folder / "Shop.txt", backbone=backbone,
+                             steps_back=1, show_progress=False))
+    return runs
+
+
+def test_distance_record_never_reads_a_real_test_target(tmp_path):
+    from llmrec_lite.tuning import distance_ranking, distance_table, distance_tune
+
+    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    # the shifted run's test target is the real validation target, its training ends one item earlier
+    assert first.split.test_targets.tolist() == second.split.test_targets.tolist()
+    candidates = {"8 + 8": {"samples_per_task": (8, 8)}, "8 + 4": {"samples_per_task": (8, 4)},
+                  "8 + 8 slow LoRA": {"samples_per_task": (8, 8), "stage2": {"lora_lr": 1e-4}}}
+    a = distance_tune(first, candidates, show_progress=False)
+    b = distance_tune(second, candidates, show_progress=False)
+    assert without_timings(a) == without_timings(b)
+    assert a["steps_back"] == 1 and a["best"] in candidates
+    row = a["candidates"][2]
+    assert {"hr@10", "hr@10_masked"} <= set(row["far"]) and {"hr@10"} <= set(row["near"])
+    assert row["stage 2 - stage 1 (far)"]["hr@10"]["verdict"] in {"above", "below", "not separated"}
+    # candidates that share stage 1 train it once; the slower LoRA only changes stage 2
+    runs = first.out / "distance"
+    assert json_of(runs / "8-8-slow-lora/item-token/stage1/config.json") == json_of(runs / "8-8/item-token/stage1/config.json")
+    assert json_of(runs / "8-8-slow-lora/item-token/stage2/config.json")["train"]["lora_lr"] == 1e-4
+    assert [r[0] for r in distance_ranking([a, b])][0] == a["best"] and len(distance_table(a)) == 3
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_distance_record_refuses_the_real_split(tiny_run):
+    from llmrec_lite.tuning import distance_tune
+
+    with pytest.raises(ValueError, match="steps_back=1"):
+        distance_tune(tiny_run, show_progress=False)
+
+
+def test_factors_of_another_shift_are_refused(tmp_path):
+    from fusion_fixtures import tiny_backbone
+
+    from llmrec_lite.checkpoints import CheckpointMismatchError
+
+    path = tmp_path / "Shop.txt"
+    path.write_text("1 10 11 12 13 14\n2 11 12 15 16 10\n3 10 13 15 12 11\n")
+    shifted = Run.open(PROFILE, None, tmp_path / "run", path=path, backbone=tiny_backbone(), steps_back=1,
+                       show_progress=False)
+    assert shifted.split.test_targets.tolist() == LeaveOneOutSplit.from_data(shifted.data).test_targets.tolist()
+    assert [len(s) for s in shifted.data.sequences] == [4, 4, 4]  # one item fewer per user
+    with pytest.raises(CheckpointMismatchError, match="steps_back"):
+        Run.open(PROFILE, None, tmp_path / "run", path=path, backbone=shifted.backbone, show_progress=False)
