@@ -29,6 +29,44 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX-512 BF16 or AMX).
+
+    Without either (e.g. an AVX2-only AMD EPYC), PyTorch emulates bfloat16 matrix products
+    and they run tens of times slower than float32: measured on a 2-core AVX2 machine, a
+    1024 x 1024 product took 2.6 s in bfloat16 against 0.036 s in float32.
+    """
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(check) for check in checks):
+        return any(check() for check in checks)
+    try:  # a torch without these helpers: read the CPU's flags
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(bf16: bool | str, device: str | torch.device | None = "auto") -> bool:
+    """Turns a precision request into a yes or no.
+
+    Args:
+        bf16: ``True``, ``False`` or ``"auto"``: bfloat16 on CUDA and on CPUs with native
+            bfloat16 (:func:`cpu_has_fast_bf16`), float32 elsewhere.
+        device: The device the work runs on (as for :func:`resolve_device`).
+
+    Raises:
+        ValueError: ``bf16`` is none of these.
+    """
+    if isinstance(bf16, bool):
+        return bf16
+    if bf16 != "auto":
+        raise ValueError(f"bf16={bf16!r}: use True, False or 'auto' (bfloat16 where the hardware has it).")
+    if resolve_device(device).type == "cuda":
+        return True
+    return cpu_has_fast_bf16()
+
+
 def describe_machine() -> dict:
     """Names the machine a measurement was taken on (for benchmark JSON files)."""
     import os
@@ -41,6 +79,7 @@ def describe_machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
     }
     try:  # the CPU model name makes CPU timings comparable across machines
         with open("/proc/cpuinfo") as fh:

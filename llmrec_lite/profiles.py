@@ -47,7 +47,9 @@ class Profile:
             r=8, alpha=16, dropout 0.05 on q_proj and v_proj).
         max_history: History items shown in a sequential prompt (the last ones).
         batch_size, lr, weight_decay, warmup_ratio, epochs: optimisation of both stages.
-        train_bf16: bfloat16 autocast during training.
+        train_bf16: bfloat16 autocast during training: ``True``, ``False`` or ``"auto"`` (on CUDA
+            and on CPUs with native bfloat16; an AVX2-only CPU emulates it tens of times
+            slower than float32, so it trains in float32 there). Evaluation follows training.
         item_token_samples: Training prompts per task for (stage 1, stage 2), item-token side.
         text_id_samples: The same for the text-id side.
         sample_ratio: Used instead of the sample counts when they are ``None`` (OpenP5: 20 %).
@@ -106,7 +108,7 @@ class Profile:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     epochs: int = 1
-    train_bf16: bool = True
+    train_bf16: bool | str = "auto"
     item_token_samples: tuple[int | None, int | None] = (800, 1600)
     text_id_samples: tuple[int | None, int | None] = (400, 400)
     sample_ratio: float = 0.2

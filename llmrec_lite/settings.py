@@ -29,7 +29,8 @@ class TrainSettings:
             (OpenP5 samples 20 %).
         epochs, batch_size, grad_accum, lr, weight_decay, warmup_ratio, max_grad_norm: the
             optimisation (AdamW, linear warm-up, cosine decay).
-        bf16: bfloat16 autocast (CPU) or mixed precision (GPU).
+        bf16: bfloat16 autocast (CPU) or mixed precision (GPU); ``"auto"`` is resolved on creation
+            (:func:`llmrec_lite.device.resolve_bf16`: float32 on CPUs without native bfloat16).
         val_users: Size of the fixed validation subset (validation targets, template 0).
         eval_every, checkpoint_every: In optimizer steps.
         bucket_size: Prompts sorted by length within windows of this many batches, so a
@@ -65,7 +66,7 @@ class TrainSettings:
     weight_decay: float = Profile.weight_decay
     warmup_ratio: float = Profile.warmup_ratio
     max_grad_norm: float = 1.0
-    bf16: bool = Profile.train_bf16
+    bf16: bool | str = Profile.train_bf16
     val_users: int = Profile.val_users
     eval_every: int = Profile.eval_every
     checkpoint_every: int = Profile.checkpoint_every
@@ -104,6 +105,10 @@ class TrainSettings:
         from llmrec_lite.fusion import check_item_logit
 
         check_item_logit(self.item_logit, self.logit_temperature, self.dense_weight)
+        from llmrec_lite.device import resolve_bf16
+
+        # "auto" becomes what this machine runs, so a run's config records its real precision
+        self.bf16 = resolve_bf16(self.bf16)
         self.tasks = tuple(self.tasks)
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}.")

@@ -364,6 +364,17 @@ def distance_table(record: dict):
         "best": "yes" if c["name"] == record["best"] else ""} for c in record["candidates"]])
 
 
+def candidate_matches(profile, candidate: dict) -> bool:
+    """Whether a profile trains a distance candidate's settings (its prompts per stage and
+    every override, stage 2's included)."""
+    samples = candidate.get("samples_per_task")
+    if samples is not None and tuple(profile.item_token_samples) != tuple(samples):
+        return False
+    overrides = {k: v for k, v in candidate.items() if k not in ("samples_per_task", "stage2")}
+    overrides.update(candidate.get("stage2", {}))
+    return all(getattr(profile, k) == v for k, v in overrides.items())
+
+
 def split_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
     """``(split, mean stage-2 validation HR@10, mean masked HR@10)`` of every split all
     stage-split records share (one record per dataset), best first."""

@@ -375,3 +375,14 @@ def test_factors_of_another_shift_are_refused(tmp_path):
     assert [len(s) for s in shifted.data.sequences] == [4, 4, 4]  # one item fewer per user
     with pytest.raises(CheckpointMismatchError, match="steps_back"):
         Run.open(PROFILE, None, tmp_path / "run", path=path, backbone=shifted.backbone, show_progress=False)
+
+
+def test_candidate_matches_reads_both_stages_settings():
+    from llmrec_lite.tuning import candidate_matches
+
+    cpu = get_profile("cpu")
+    same = {"samples_per_task": tuple(cpu.item_token_samples)}
+    assert candidate_matches(cpu, same)
+    assert not candidate_matches(cpu, {"samples_per_task": (cpu.item_token_samples[0], 7)})
+    assert not candidate_matches(cpu, {**same, "stage2": {"lora_lr": 1.234e-4}})
+    assert candidate_matches(cpu, {**same, "stage2": {"lora_lr": cpu.lora_lr}})
