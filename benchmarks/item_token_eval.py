@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from llmrec_lite.device import describe_machine
+from llmrec_lite.device import describe_machine, resolve_bf16
 from llmrec_lite.evaluate import evaluate_item_token, evaluation_users
 from llmrec_lite.fileio import write_json
 from llmrec_lite.profiles import get_profile
@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
-    bf16 = profile.train_bf16
+    bf16 = resolve_bf16(profile.train_bf16, profile.device)  # as the profile's models are trained here
     backbone, rows = None, []
     for dataset in args.datasets.split(","):
         run = Run.open(profile, dataset, Path("/tmp") / f"llmrec-bench-{profile.name}-{dataset}", backbone=backbone,
