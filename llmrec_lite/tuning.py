@@ -64,6 +64,11 @@ def curve(run, variant: Variant = ITEM_TOKEN) -> list[dict]:
     return points
 
 
+def record_header(run, kind: str) -> dict:
+    """What every record says first: its kind, the dataset, profile and backbone it ran with."""
+    return {"record": kind, "dataset": run.data.name, "profile": run.profile.name, "backbone": run.backbone.source}
+
+
 def tune(run, candidates: dict[str, dict] | None = None, budget: float = 1.0, users: int | None = None,
          out: str | Path | None = None, eval_every: int | None = None, show_progress: bool = True) -> dict:
     """Trains every candidate (stage 1, then stage 2) and scores it on the validation targets.
@@ -123,10 +128,7 @@ def tune(run, candidates: dict[str, dict] | None = None, budget: float = 1.0, us
         })
     best = max(rows, key=lambda r: (r["valid"]["hr@10"], r["valid"]["hr@10_masked"]))
     return {
-        "record": "tuning",
-        "dataset": run.data.name,
-        "profile": run.profile.name,
-        "backbone": run.backbone.source,
+        **record_header(run, "tuning"),
         "targets": "valid",
         "users": int(len(chosen_users)),
         "budget": budget,
@@ -216,10 +218,7 @@ def stage_split(run, splits: list[tuple[int, int]], users: int | None = None, ou
     final = f"{ITEM_TOKEN.label} stage 2"
     best = max(rows, key=lambda r: (r["valid"][final]["hr@10"], r["valid"][final]["hr@10_masked"]))
     return {
-        "record": "stage split",
-        "dataset": run.data.name,
-        "profile": run.profile.name,
-        "backbone": run.backbone.source,
+        **record_header(run, "stage split"),
         "targets": "valid",
         "users": int(len(chosen_users)),
         "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
@@ -319,10 +318,7 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
         })
     best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
     return {
-        "record": "distance",
-        "dataset": run.data.name,
-        "profile": run.profile.name,
-        "backbone": run.backbone.source,
+        **record_header(run, "distance"),
         "steps_back": run.steps_back,
         "targets": "far: the real validation target (the run's test target, two items past its training); "
                    "near: the item before it (the run's validation target)",
@@ -337,16 +333,8 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
 def distance_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
     """``(candidate, mean far HR@10, mean far masked HR@10)`` of the candidates all distance
     records share (one per dataset), best first."""
-    names = [c["name"] for c in records[0]["candidates"]]
-    common = [n for n in names if all(any(c["name"] == n for c in r["candidates"]) for r in records)]
-    if not common:
-        raise ValueError("The records share no candidate; run the same --candidates on every dataset.")
-
-    def score(name):
-        rows = [next(c for c in r["candidates"] if c["name"] == name)["far"] for r in records]
-        return sum(m["hr@10"] for m in rows) / len(rows), sum(m["hr@10_masked"] for m in rows) / len(rows)
-
-    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+    return mean_ranking(records, "candidates", lambda c: c["far"],
+                        "candidate; run the same --candidates on every dataset")
 
 
 def distance_table(record: dict):
@@ -379,16 +367,7 @@ def split_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
     """``(split, mean stage-2 validation HR@10, mean masked HR@10)`` of every split all
     stage-split records share (one record per dataset), best first."""
     final = f"{ITEM_TOKEN.label} stage 2"
-    names = [r["name"] for r in records[0]["splits"]]
-    common = [n for n in names if all(any(r["name"] == n for r in rec["splits"]) for rec in records)]
-    if not common:
-        raise ValueError("The records share no split; run the same --splits on every dataset.")
-
-    def score(name):
-        rows = [next(r for r in rec["splits"] if r["name"] == name)["valid"][final] for rec in records]
-        return sum(m["hr@10"] for m in rows) / len(rows), sum(m["hr@10_masked"] for m in rows) / len(rows)
-
-    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+    return mean_ranking(records, "splits", lambda r: r["valid"][final], "split; run the same --splits on every dataset")
 
 
 def choose_split(records: list[dict]) -> tuple[int, int]:
@@ -427,19 +406,27 @@ def without_timings(value):
 # --------------------------------------------------------------------------- reading records
 
 
+def mean_ranking(records: list[dict], rows: str, metrics, missing: str) -> list[tuple[str, float, float]]:
+    """``(name, mean HR@10, mean masked HR@10)`` of the rows (``record[rows]``, named by
+    ``"name"``) every record has, best first, ties broken by the masked value; ``metrics``
+    picks a row's metric dict. ``missing`` ends the error when the records share no row."""
+    names = [row["name"] for row in records[0][rows]]
+    common = [n for n in names if all(any(row["name"] == n for row in rec[rows]) for rec in records)]
+    if not common:
+        raise ValueError(f"The records share no {missing}.")
+
+    def score(name):
+        found = [metrics(next(row for row in rec[rows] if row["name"] == name)) for rec in records]
+        return sum(m["hr@10"] for m in found) / len(found), sum(m["hr@10_masked"] for m in found) / len(found)
+
+    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+
+
 def ranking(records: list[dict]) -> list[tuple[str, float, float]]:
     """``(name, mean validation HR@10, mean masked HR@10)`` of every candidate all records
     share (one record per dataset), best first; ties broken by the masked value."""
-    names = [c["name"] for c in records[0]["candidates"]]
-    common = [n for n in names if all(any(c["name"] == n for c in r["candidates"]) for r in records)]
-    if not common:
-        raise ValueError("The records share no candidate; tune the same candidates on every dataset.")
-
-    def score(name):
-        rows = [next(c for c in r["candidates"] if c["name"] == name) for r in records]
-        return (sum(c["valid"]["hr@10"] for c in rows) / len(rows), sum(c["valid"]["hr@10_masked"] for c in rows) / len(rows))
-
-    return sorted(((n, *score(n)) for n in common), key=lambda row: (row[1], row[2]), reverse=True)
+    return mean_ranking(records, "candidates", lambda c: c["valid"],
+                        "candidate; tune the same candidates on every dataset")
 
 
 def choose(records: list[dict]) -> str:
