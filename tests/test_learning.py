@@ -386,3 +386,16 @@ def test_candidate_matches_reads_both_stages_settings():
     assert not candidate_matches(cpu, {"samples_per_task": (cpu.item_token_samples[0], 7)})
     assert not candidate_matches(cpu, {**same, "stage2": {"lora_lr": 1.234e-4}})
     assert candidate_matches(cpu, {**same, "stage2": {"lora_lr": cpu.lora_lr}})
+
+
+def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import candidate_matches, distance_ranking
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/distance_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    assert all(r["steps_back"] == 1 for r in records)
+    best = distance_ranking(records)[0][0]
+    assert candidate_matches(get_profile("cpu"), next(c for c in records[0]["candidates"] if c["name"] == best)["settings"])
