@@ -352,14 +352,22 @@ def distance_table(record: dict):
         "best": "yes" if c["name"] == record["best"] else ""} for c in record["candidates"]])
 
 
-def candidate_matches(profile, candidate: dict) -> bool:
+def candidate_matches(profile, candidate: dict, others: list[dict] = ()) -> bool:
     """Whether a profile trains a distance candidate's settings (its prompts per stage and
-    every override, stage 2's included)."""
+    every override, stage 2's included). A setting that ``others`` (the record's other
+    candidates) override and this one does not must stay at its default."""
+    import dataclasses
+
     samples = candidate.get("samples_per_task")
     if samples is not None and tuple(profile.item_token_samples) != tuple(samples):
         return False
-    overrides = {k: v for k, v in candidate.items() if k not in ("samples_per_task", "stage2")}
-    overrides.update(candidate.get("stage2", {}))
+
+    def flat(c):
+        return {**{k: v for k, v in c.items() if k not in ("samples_per_task", "stage2")}, **c.get("stage2", {})}
+
+    defaults = {f.name: f.default for f in dataclasses.fields(type(profile))}
+    overrides = {k: defaults[k] for other in others for k in flat(other) if k in defaults}
+    overrides.update(flat(candidate))
     return all(getattr(profile, k) == v for k, v in overrides.items())
 
 

@@ -386,6 +386,9 @@ def test_candidate_matches_reads_both_stages_settings():
     assert not candidate_matches(cpu, {"samples_per_task": (cpu.item_token_samples[0], 7)})
     assert not candidate_matches(cpu, {**same, "stage2": {"lora_lr": 1.234e-4}})
     assert candidate_matches(cpu, {**same, "stage2": {"lora_lr": cpu.lora_lr}})
+    # a candidate silent on a setting its record varies means that setting's default
+    slow = {**same, "stage2": {"lora_lr": 1.234e-4}}
+    assert candidate_matches(cpu, same) and not candidate_matches(cpu, same, [same, slow])
 
 
 def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
@@ -398,4 +401,7 @@ def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
     assert all(r["steps_back"] == 1 for r in records)
     best = distance_ranking(records)[0][0]
-    assert candidate_matches(get_profile("cpu"), next(c for c in records[0]["candidates"] if c["name"] == best)["settings"])
+    settings = [c["settings"] for c in records[0]["candidates"]]
+    chosen = next(c for c in records[0]["candidates"] if c["name"] == best)["settings"]
+    assert candidate_matches(get_profile("cpu"), chosen, settings)
+    assert [candidate_matches(get_profile("cpu"), s, settings) for s in settings].count(True) == 1
