@@ -57,6 +57,14 @@ def run_dir(profile_name: str, dataset: str):
     return root / profile_name / dataset
 
 
+def recorded_source(record: dict, extra: str = "") -> str:
+    """``RECORDED, not run in this build: FILE, DATE, MACHINE (N cores EXTRA)``: the line a
+    chapter prints above a record it reads (from :func:`recorded_results`)."""
+    m = record["machine"]
+    machine = m.get("cpu_model") or m.get("gpu") or m["processor"]
+    return f"RECORDED, not run in this build: {record['file']}, {record['date']}, {machine} ({m['cpu_count']} cores{extra})"
+
+
 def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:
     """Benchmark JSON files committed to the repository (searched upwards from the cwd).
 

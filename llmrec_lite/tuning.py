@@ -362,8 +362,8 @@ def candidate_matches(profile, candidate: dict, others: list[dict] = ()) -> bool
     if samples is not None and tuple(profile.item_token_samples) != tuple(samples):
         return False
 
-    def flat(c):
-        return {**{k: v for k, v in c.items() if k not in ("samples_per_task", "stage2")}, **c.get("stage2", {})}
+    def flat(c):  # every override, stage 2's included; the prompts are compared above
+        return {k: v for k, v in _stage_overrides(c, 2).items() if k != "samples_per_task"}
 
     defaults = {f.name: f.default for f in dataclasses.fields(type(profile))}
     overrides = {k: defaults[k] for other in others for k in flat(other) if k in defaults}
