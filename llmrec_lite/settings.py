@@ -108,6 +108,7 @@ class TrainSettings:
         from llmrec_lite.device import resolve_bf16
 
         # "auto" becomes what this machine runs, so a run's config records its real precision
+        # (from_profile resolves it for the profile's device first; here "auto" means any device)
         self.bf16 = resolve_bf16(self.bf16)
         self.tasks = tuple(self.tasks)
         if not self.tasks or set(self.tasks) - set(TASKS):
@@ -121,6 +122,8 @@ class TrainSettings:
         free embeddings), so its stage 2 gets both stages' prompts: every variant spends the
         same total budget.
         """
+        from llmrec_lite.device import resolve_bf16
+
         variant = Variant.parse(variant)
         check_stage(stage)
         budget = profile.item_token_samples if variant.output == "item-token" else profile.text_id_samples
@@ -133,7 +136,8 @@ class TrainSettings:
         base = dict(stage=stage, output=variant.output, use_embeddings=variant.use_embeddings,
                     samples_per_task=samples, sample_ratio=ratio, epochs=profile.epochs,
                     batch_size=profile.batch_size, lr=profile.lr, weight_decay=profile.weight_decay,
-                    warmup_ratio=profile.warmup_ratio, bf16=profile.train_bf16, val_users=profile.val_users,
+                    warmup_ratio=profile.warmup_ratio, bf16=resolve_bf16(profile.train_bf16, profile.device),
+                    val_users=profile.val_users,
                     eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,
                     max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
                     item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
