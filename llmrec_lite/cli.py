@@ -235,8 +235,9 @@ def cmd_evaluate(args) -> dict:
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage)
     trained = run.load(variant, stage)
     users = evaluation_users(run.split, args.users, seed=run.profile.seed)
+    extra = {"cf_weight": args.cf_weight} if args.cf_weight else {}
     ev = evaluate_model(trained, task=args.task, template=args.template, targets=targets, users=users,
-                        mask_history=args.mask_history)
+                        mask_history=args.mask_history, **extra)
     if args.dump_rankings:
         with atomic_path(args.dump_rankings) as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in ev.rankings(run.data)))
@@ -270,6 +271,10 @@ def cmd_recommend(args) -> dict:
     model = run.load(variant, stage) if fusion else ClassicRecommender(run, args.model)
     exclude_seen = not args.include_seen
     kwargs = {"targets": targets, "task": args.task, "template": args.template} if fusion else {"targets": targets}
+    if args.cf_weight:
+        if not fusion:
+            raise ValueError("--cf-weight fuses a fusion model's scores with WALS; a classic baseline takes none.")
+        kwargs["cf_weight"] = args.cf_weight
     indices = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, as_indices=True, **kwargs)[0]
     out = {"user": args.user, "items": run.data.raw_item_ids[indices].tolist(), "k": args.k, "model": args.model,
            "exclude_seen": exclude_seen, "targets": targets, "dataset": run.data.name,
@@ -351,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=None, help="evaluate a seeded subset of users (default: all)")
     p.add_argument("--mask-history", action="store_true", help="exclude each user's history items")
     p.add_argument("--dump-rankings", default=None, help="JSON-lines file: top-10 item ids and the gold id per user")
+    p.add_argument("--cf-weight", type=float, default=0.0,
+                   help="item-token models: late fusion with the WALS score at this weight (0: the model alone)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="the whole pipeline: WALS, both stages, baselines, evaluation, results")
@@ -372,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="seen")
     _add_targets_arg(p, "which history: before the test target (all but the last item) or the valid one")
     p.add_argument("--include-seen", action="store_true", help="keep the user's history items in the ranking")
+    p.add_argument("--cf-weight", type=float, default=0.0,
+                   help="item-token models: late fusion with the WALS score at this weight (0: the model alone)")
     p.set_defaults(func=cmd_recommend)
     return parser
 

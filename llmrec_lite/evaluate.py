@@ -81,9 +81,34 @@ def _unpack(trained, encoder):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def item_token_batches(model, encoder, task: str, template: str | int, targets: str, users, batch_size: int = 32,
+                       bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True):
+    """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
+
+    Prompts are batched by length (little padding); the catalogue's item matrix is projected
+    once for all batches. With ``cf_weight > 0`` the scores are late-fused with the WALS dot
+    product (:func:`llmrec_lite.late_fusion.fuse_scores`).
+    """
+    from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
+
+    cf_weight = check_cf_weight(cf_weight)
+    model.eval()
+    items = model.item_matrix()
+    device = model.user_factors.device
+    for chunk, batch in encoder.batches(get_template(task, template), users, targets, batch_size, device, "evaluate",
+                                        show_progress, by_length=True):
+        scores = item_token_scores(model, batch, items, bf16)
+        if cf_weight:
+            scores = fuse_scores(scores, cf_scores(model.user_factors, model.item_factors, chunk), cf_weight)
+        yield chunk, scores
+
+
+@torch.no_grad()
 def evaluate_item_token(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
                         targets: str = "test", users=None, batch_size: int = 32, ks=DEFAULT_KS, top: int = 10,
-                        mask_history: bool = False, bf16: bool | None = None, show_progress: bool = True) -> Evaluation:
+                        mask_history: bool = False, bf16: bool | None = None, cf_weight: float = 0.0,
+                        show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
 
     Args:
@@ -98,10 +123,10 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
             top lists follow this rule; the other rule's HR/NDCG are added with a suffix
             (``_masked`` or ``_unmasked``).
         bf16: Run the backbone under bfloat16 autocast (``None``: as the model was trained).
+        cf_weight: Late fusion with the WALS score (:mod:`llmrec_lite.late_fusion`; 0: the model alone).
 
-    The work is done once: prompts are batched by length (little padding), the catalogue's
-    item matrix is projected once for all batches, and both rules' ranks come from the same
-    scores.
+    The work is done once (:func:`item_token_batches`), and both rules' ranks come from the
+    same scores.
     """
     bf16 = as_trained_precision(trained, bf16)
     model, encoder = _unpack(trained, encoder)
@@ -109,14 +134,10 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
     gold_items = split.target_items(check_targets(targets))
-    device = model.user_factors.device
     ranks, masked, tops, order = [], [], [], []
     start = time.perf_counter()
-    model.eval()
-    items = model.item_matrix()
-    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, device, "evaluate", show_progress,
-                                        by_length=True):
-        scores = item_token_scores(model, batch, items, bf16)
+    for chunk, scores in item_token_batches(model, encoder, task, template, targets, users, batch_size, bf16,
+                                            cf_weight, show_progress):
         gold = gold_items[chunk]
         histories = [split.history(int(u), targets) for u in chunk]
         ranks.append(target_ranks(scores, gold))
@@ -134,6 +155,8 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
                     "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history})
     metrics["bf16"] = bf16
+    if cf_weight:
+        metrics["cf_weight"] = float(cf_weight)
     return Evaluation(metrics, tops, gold_items[users], users, plain, other)
 
 
@@ -240,4 +263,7 @@ def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     if model.output == "item-token":
         kwargs.pop("num_beams", None)
         return evaluate_item_token(model, encoder, bf16=bf16, **kwargs)
+    if kwargs.pop("cf_weight", 0.0):
+        raise ValueError("Late fusion (cf_weight > 0) needs a score for every item: it applies to the item-token "
+                         "side only; evaluate this text-id model with cf_weight=0.")
     return evaluate_text_id(model, encoder, **kwargs)

@@ -30,6 +30,16 @@ LLM_RUNS = (
 )
 
 
+# the late-fusion row (stage-2 item-token scores plus the WALS score; see llmrec_lite.late_fusion):
+# its own variant name, so that find_row never mistakes it for the model alone
+LATE_FUSION = "item-token-cf+wals"
+
+
+def late_fusion_label(weight: float) -> str:
+    """The results-table label of the late-fusion row."""
+    return f"item token, CF embeddings, stage 2 + WALS score (late fusion, weight {weight:g})"
+
+
 def is_main_dataset(profile, dataset: str) -> bool:
     """The first of the profile's results datasets (or a file of one's own) gets the full grid."""
     return dataset not in profile.results_datasets or dataset == profile.results_datasets[0]
@@ -85,28 +95,32 @@ def evaluation_size(profile, variant: Variant) -> int | None:
 
 
 def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
-                    show_progress: bool = True):
+                    show_progress: bool = True, cf_weight: float = 0.0):
     """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
 
     The model is prompted as it was trained (its recorded prompt settings). The cache key
     includes the trained model's fingerprint (its result.json), so a retrained model is
-    never served an old evaluation.
+    never served an old evaluation. ``cf_weight > 0``: late fusion with the WALS score
+    (:mod:`llmrec_lite.late_fusion`).
     """
     from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
 
     variant = Variant.parse(variant)
     n_users = evaluation_size(run.profile, variant)
     trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
-    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}".encode()).hexdigest()[:16]
-    cache = run.out / "eval" / f"{variant}-stage{stage}-{task}-{template}-{'masked' if mask_history else 'plain'}-{key}.json"
+    fused = f"|cf_weight={cf_weight!r}" if cf_weight else ""  # the model alone keeps its earlier keys
+    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}".encode()).hexdigest()[:16]
+    name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
+    cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
         saved = json.loads(cache.read_text())
         other = saved.get("other_ranks")
         return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
                           np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other))
     users = evaluation_users(run.split, n_users, seed=run.profile.seed)
+    extra = {"cf_weight": cf_weight} if cf_weight else {}
     ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
-                        show_progress=show_progress)
+                        show_progress=show_progress, **extra)
     write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
                        "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
                        "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist()})
@@ -140,6 +154,15 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
                          "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
                          "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
                          **extra, "training_samples": training_samples(run, variant, stage)})
+    if profile.cf_weight:
+        # the stage-2 model's scores late-fused with the WALS score, on the main row only
+        ev = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
+                             cf_weight=profile.cf_weight)
+        rows.append({**ev.metrics, "model": late_fusion_label(profile.cf_weight), "variant": LATE_FUSION,
+                     "output": ITEM_TOKEN.output, "use_embeddings": True, "stage": 2, "task": "sequential",
+                     "template": "seen", "template_name": ev.metrics["template"], "hr@10_ci95": list(ev.bootstrap("hr@10")),
+                     "hr@10_masked_ci95": list(bootstrap_interval(ev.other_ranks, "hr@10")),
+                     "training_samples": training_samples(run, ITEM_TOKEN, 2)})
     users = table_users(run)
     classic = classic_baselines(run.split, run.wals, users=users, seed=profile.seed)
     classic[SASREC_LABEL] = sasrec_metrics(run, show_progress, users=users)
@@ -152,13 +175,20 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
 def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
     """Stage 2 against stage 1, and stage 2 and stage 1 against the no-CF model (item-token
     side, sequential task, seen template, unmasked and masked): the HR@10 difference over the same users with its
-    paired bootstrap 95% interval (from the cached evaluations)."""
+    paired bootstrap 95% interval (from the cached evaluations). With a late-fusion weight
+    (``Profile.cf_weight``), also the fused scores against stage 2 alone and against WALS."""
     from llmrec_lite.metrics import paired_bootstrap
 
     def ranks(variant, stage):
         return evaluate_cached(run, variant, stage, "sequential", "seen", show_progress=show_progress)
 
     out = []
+
+    def add(name, one, other):
+        out.append({"comparison": name, "rule": "unmasked", **paired_bootstrap(one[0], other[0])})
+        if one[1] is not None and other[1] is not None:
+            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(one[1], other[1])})
+
     for (variant, stage), (other_variant, other_stage), name in (
             ((ITEM_TOKEN, 2), (ITEM_TOKEN, 1), "stage 2 - stage 1"),
             ((ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2), "stage 2 - no CF embeddings"),
@@ -166,10 +196,28 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
         one, other = ranks(variant, stage), ranks(other_variant, other_stage)
         if not np.array_equal(one.users, other.users):
             raise ValueError("Paired comparisons need both models evaluated on the same users.")
-        out.append({"comparison": name, "rule": "unmasked", **paired_bootstrap(one.ranks, other.ranks)})
-        if one.other_ranks is not None and other.other_ranks is not None:
-            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(one.other_ranks, other.other_ranks)})
+        add(name, (one.ranks, one.other_ranks), (other.ranks, other.other_ranks))
+    if run.profile.cf_weight:
+        fused = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
+                                cf_weight=run.profile.cf_weight)
+        alone = ranks(ITEM_TOKEN, 2)
+        add("late fusion - stage 2", (fused.ranks, fused.other_ranks), (alone.ranks, alone.other_ranks))
+        add("late fusion - WALS", (fused.ranks, fused.other_ranks), wals_ranks(run, fused.users))
     return out
+
+
+def wals_ranks(run, users) -> tuple[np.ndarray, np.ndarray]:
+    """The test target's rank under the WALS dot product for each of ``users``: unmasked, masked."""
+    import torch
+
+    from llmrec_lite.baselines import classic_scorers
+    from llmrec_lite.metrics import target_ranks
+
+    users = np.asarray(users)
+    scores = torch.as_tensor(classic_scorers(run.split, run.wals, names=("wals",))["wals"](users), dtype=torch.float32)
+    gold = run.split.target_items("test")[users]
+    return target_ranks(scores, gold), target_ranks(scores, gold, exclude=[run.split.history(int(u), "test")
+                                                                            for u in users])
 
 
 SASREC_LABEL = "SASRec (full softmax)"

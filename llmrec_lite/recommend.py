@@ -54,7 +54,8 @@ class ClassicRecommender:
 
 @torch.no_grad()
 def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test",
-                      task: str = "sequential", template: str | int = "seen", num_beams: int | None = None) -> np.ndarray:
+                      task: str = "sequential", template: str | int = "seen", num_beams: int | None = None,
+                      cf_weight: float = 0.0) -> np.ndarray:
     """``(len(users), k)`` item indices, best first (see :func:`recommend`)."""
     from llmrec_lite.templates import get_template
 
@@ -77,8 +78,15 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     fusion.eval()
     if fusion.output == "item-token":
         from llmrec_lite.evaluate import as_trained_precision, item_token_scores
+        from llmrec_lite.late_fusion import cf_scores, fuse_scores
 
-        return top_k(item_token_scores(fusion, batch, bf16=as_trained_precision(model, None)), k, exclude=exclude)
+        scores = item_token_scores(fusion, batch, bf16=as_trained_precision(model, None))
+        if cf_weight:
+            scores = fuse_scores(scores, cf_scores(fusion.user_factors, fusion.item_factors, users), cf_weight)
+        return top_k(scores, k, exclude=exclude)
+    if cf_weight:
+        raise ValueError("Late fusion (cf_weight > 0) needs a score for every item: it applies to the item-token "
+                         "side only.")
     from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
     trie = ItemTrie.from_catalogue(split.data, fusion.backbone.tokenizer)
@@ -87,7 +95,8 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
 
 
 def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test", task: str = "sequential",
-              template: str | int = "seen", as_indices: bool = False, num_beams: int | None = None) -> list[list]:
+              template: str | int = "seen", as_indices: bool = False, num_beams: int | None = None,
+              cf_weight: float = 0.0) -> list[list]:
     """The top-``k`` items for each user.
 
     Args:
@@ -101,6 +110,8 @@ def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str
             target is then the answer to check) or ``"valid"`` (all but the last two).
         task, template: The prompt's wording (fusion models only).
         as_indices: Item indices instead of the dataset's ids.
+        cf_weight: Item-token models: late fusion with the WALS score (:mod:`llmrec_lite.late_fusion`;
+            a profile's ``cf_weight``); ``0``: the model's own scores.
 
     Returns:
         One list of ``k`` item ids (or indices) per user, best first.
@@ -108,7 +119,7 @@ def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str
     Raises:
         ValueError: an unknown user index, targets, task or template.
     """
-    top = recommend_indices(model, users, k, exclude_seen, targets, task, template, num_beams)
+    top = recommend_indices(model, users, k, exclude_seen, targets, task, template, num_beams, cf_weight)
     if as_indices:
         return top.tolist()
     data = model.split.data if isinstance(model, ClassicRecommender) else model.encoder.data

@@ -34,7 +34,7 @@ by taking their labels apart.
 
 from __future__ import annotations
 
-from llmrec_lite.pipeline import ITEM_TOKEN, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT
+from llmrec_lite.pipeline import ITEM_TOKEN, LATE_FUSION, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT
 from llmrec_lite.variants import Variant
 
 MAIN_TASK, MAIN_TEMPLATE = "sequential", "seen"
@@ -365,6 +365,33 @@ def distance_value(rows: list[dict], model: str, steps_back: int, key: str = "hr
 # --------------------------------------------------------------------------- what the build contains
 
 
+def fusion_row(rows: list[dict]) -> dict | None:
+    """The late-fusion row (stage-2 item-token scores plus the WALS score), ``None`` when the
+    build's profile adds none (``cf_weight = 0``)."""
+    return next((r for r in rows if r["variant"] == LATE_FUSION), None)
+
+
+def fusion_figure(records: list[dict], names: dict[str, str] | None = None):
+    """HR@10 of the fusion records against the late-fusion weight, one colour per dataset
+    (solid: far target, unmasked; dotted: far, history masked; dashed: near, unmasked)."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    fig = go.Figure()
+    for i, rec in enumerate(records):
+        name, color = (names or {}).get(rec["dataset"], rec["dataset"]), qualitative.Plotly[i % len(qualitative.Plotly)]
+        x = [r["weight"] for r in rec["weights"]]
+        for key, target, dash, what in (("hr@10", "far", "solid", "2 items past training"),
+                                        ("hr@10_masked", "far", "dot", "2 items past, masked"),
+                                        ("hr@10", "near", "dash", "1 item past")):
+            fig.add_trace(go.Scatter(x=x, y=[r[target][key] for r in rec["weights"]], mode="lines+markers",
+                                     name=f"{name}, {what}", line=dict(color=color, dash=dash)))
+    fig.update_layout(title="Late fusion: validation HR@10 against the weight of the WALS score",
+                      xaxis_title="weight of the standardised WALS score (0: the model alone)", yaxis_title="HR@10",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
 def has_row(rows: list[dict], variant: Variant | str, stage: int, task: str = MAIN_TASK,
             template: str = MAIN_TEMPLATE) -> bool:
     """Whether the results hold this row (a ``"lean"`` evaluation grid leaves some out)."""
@@ -430,6 +457,8 @@ def grid_sentence(profile, names: dict[str, str]) -> str:
 
 # the comparisons :func:`llmrec_lite.pipeline.paired_comparisons` writes
 S2_VS_S1, S2_VS_NOCF, S1_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddings", "stage 1 - no CF embeddings"
+# with a late-fusion weight (Profile.cf_weight), also these two
+FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
 
 

@@ -105,6 +105,10 @@ class TrainSettings:
         from llmrec_lite.fusion import check_item_logit
 
         check_item_logit(self.item_logit, self.logit_temperature, self.dense_weight)
+        if self.stage == 1:
+            # stage 1 trains no LoRA, so its rate is moot: recorded as None, two stage-1 runs
+            # that differ only there are the same run (and a finished one is reused)
+            self.lora_lr = None
         from llmrec_lite.device import resolve_bf16
 
         # "auto" becomes what this machine runs, so a run's config records its real precision

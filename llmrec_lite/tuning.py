@@ -474,3 +474,144 @@ def curve_figure(records: list[dict]):
     fig.update_xaxes(title_text="training minutes (stage 1, then stage 2)")
     fig.update_yaxes(title_text="validation HR@10 (subset, sequential)")
     return fig
+
+
+# Late-fusion weights the fusion record scores (0: the model alone); see llmrec_lite.late_fusion.
+FUSION_WEIGHTS: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def profile_candidate(profile, candidates: dict[str, dict] | None = None) -> str:
+    """The name of the distance candidate whose settings the profile trains with.
+
+    Raises:
+        ValueError: none of them matches the profile.
+    """
+    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
+    for name, candidate in candidates.items():
+        if candidate_matches(profile, candidate, candidates.values()):
+            return name
+    raise ValueError(f"The {profile.name} profile trains none of the distance candidates ({', '.join(candidates)}).")
+
+
+def fusion_sweep(run, weights=FUSION_WEIGHTS, candidate: str | None = None, users: int | None = None,
+                 out: str | Path | None = None, candidates: dict[str, dict] | None = None,
+                 show_progress: bool = True) -> dict:
+    """Scores one trained model at every late-fusion weight, without reading a real test target.
+
+    ``run`` is a shifted run as for :func:`distance_tune` (``steps_back=1``): its models and
+    WALS factors never saw a user's last item, its test target is the real validation target
+    ("far", as far from training as the real test target is), its validation target the item
+    before ("near"). The model is the distance candidate the profile trains (trained here
+    if the distance record's run is not on disk). One forward pass per target gives the
+    model's scores; every weight re-ranks them (:func:`llmrec_lite.late_fusion.fuse_scores`).
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` opened with ``steps_back=1`` or more.
+        weights: Late-fusion weights; 0 (the model alone) is always scored.
+        candidate: Name of a :data:`DISTANCE_CANDIDATES` entry (default: the profile's own).
+        users: Users scored (``None``: all; else a seeded subset).
+        out: Folder of the distance record's runs (default ``run.out / "distance"``).
+        candidates: Where ``candidate`` is looked up (default :data:`DISTANCE_CANDIDATES`).
+
+    Returns:
+        The record: per weight HR/NDCG@5/10 (unmasked and ``_masked``) on the far and near
+        targets, the WALS dot product alone, and the paired bootstrap interval of the best
+        weight against 0 on the far target; ``best`` has the best far HR@10 (then masked).
+    """
+    import numpy as np
+    import torch
+
+    from llmrec_lite.evaluate import evaluation_users, item_token_batches
+    from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
+    from llmrec_lite.metrics import metrics_from_ranks, paired_bootstrap, target_ranks
+
+    if run.steps_back < 1:
+        raise ValueError("fusion_sweep scores the run's test targets, so it needs a shifted run: "
+                         "Run.open(..., steps_back=1), never the real split.")
+    weights = sorted({0.0, *(check_cf_weight(w) for w in weights)})
+    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
+    name = candidate or profile_candidate(run.profile, candidates)
+    if name not in candidates:
+        raise ValueError(f"Unknown distance candidate {name!r}; known: {', '.join(candidates)}.")
+    sub = run.at((Path(out) if out is not None else run.out / "distance") / slug(name))
+    for stage in (1, 2):
+        sub.ensure(run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidates[name], stage)), show_progress)
+    trained = sub.load(ITEM_TOKEN, 2)
+    model, encoder, split = trained.model, trained.encoder, run.split
+    chosen_users = evaluation_users(split, users, seed=run.profile.seed)
+    scored = {}
+    for label, targets in (("far", "test"), ("near", "valid")):
+        order, scores = [], []
+        for chunk, batch_scores in item_token_batches(model, encoder, "sequential", "seen", targets, chosen_users,
+                                                      bf16=trained.settings.bf16, show_progress=show_progress):
+            order.append(chunk)
+            scores.append(batch_scores)
+        order = np.concatenate(order)
+        gold = split.target_items(targets)[order]
+        histories = [split.history(int(u), targets) for u in order]
+        wals = cf_scores(model.user_factors, model.item_factors, order)
+        scored[label] = (torch.cat(scores), wals, gold, histories, order)
+
+    def ranks(label, weight):
+        scores, wals, gold, histories, order = scored[label]
+        fused = wals if weight is None else fuse_scores(scores, wals, weight)
+        back = np.argsort(order, kind="stable")  # user order, so paired rows line up
+        return target_ranks(fused, gold)[back], target_ranks(fused, gold, exclude=histories)[back]
+
+    def metrics(label, weight):
+        plain, masked = ranks(label, weight)
+        return {**metrics_from_ranks(plain), **metrics_from_ranks(masked, suffix="_masked")}
+
+    rows = [{"name": weight_name(w), "weight": w, "far": metrics("far", w), "near": metrics("near", w)} for w in weights]
+    best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
+    far_best, far_alone = ranks("far", best["weight"]), ranks("far", 0.0)
+    return {
+        **record_header(run, "late fusion"),
+        "steps_back": run.steps_back,
+        "candidate": name,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidates[name].items()},
+        "targets": "far: the real validation target (the run's test target, two items past its training); "
+                   "near: the item before it (the run's validation target)",
+        "users": int(len(chosen_users)),
+        "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
+        "rule": "one trained stage-2 model (sequential task, seen template) re-ranked at every weight; "
+                "chosen by HR@10 on the far target, then masked",
+        "weights": rows,
+        "wals": {"far": metrics("far", None), "near": metrics("near", None)},
+        "best": best["weight"],
+        "best - model alone (far)": {"hr@10": paired_bootstrap(far_best[0], far_alone[0]),
+                                     "hr@10_masked": paired_bootstrap(far_best[1], far_alone[1])},
+    }
+
+
+def weight_name(weight: float) -> str:
+    """A fusion record row's name (``0.25`` -> ``"0.25"``)."""
+    return f"{float(weight):g}"
+
+
+def fusion_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
+    """``(weight, mean far HR@10, mean far masked HR@10)`` of the weights all fusion records
+    share (one per dataset), best first."""
+    return mean_ranking(records, "weights", lambda r: r["far"], "weight; sweep the same --weights on every dataset")
+
+
+def fusion_choice(records: list[dict]) -> float:
+    """The late-fusion weight with the best mean far HR@10 over the records (then masked)."""
+    return float(fusion_ranking(records)[0][0])
+
+
+def fusion_table(records: list[dict], names: dict[str, str] | None = None):
+    """One row per dataset and weight of the fusion records: HR@10 one and two items past
+    training (unmasked and masked), the WALS dot product alone as the last row of each dataset."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        dataset = (names or {}).get(rec["dataset"], rec["dataset"])
+        for r in [*rec["weights"], {"name": "WALS alone", **rec["wals"]}]:
+            rows.append({"dataset": dataset, "weight": r["name"],
+                         "HR@10, 1 item past training": r["near"]["hr@10"],
+                         "HR@10, 2 items past (as test)": r["far"]["hr@10"],
+                         "same, masked": r["far"]["hr@10_masked"],
+                         "best": "yes" if r.get("weight") == rec["best"] else ""})
+    return pd.DataFrame(rows)

@@ -79,13 +79,23 @@ def test_wals_lastfm_torch_close_to_implicit():
 @needs_real_data
 @pytest.mark.data
 def test_run_smoke_pipeline_writes_results_and_reuses_them(tmp_path):
-    from llmrec_lite.pipeline import LLM_RUNS, evaluations_for
+    from llmrec_lite.pipeline import LATE_FUSION, LLM_RUNS, evaluations_for
+    from llmrec_lite.profiles import get_profile
 
     out = tmp_path / "run"
     _, first, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
     saved = json.loads((out / "results.json").read_text())
     expected_llm_rows = sum(len(evaluations_for(stage)) for _, stage, _ in LLM_RUNS)
-    assert first["rows"] == len(saved["rows"]) == expected_llm_rows + 4  # + popularity, WALS, BPR, SASRec
+    assert get_profile("smoke").cf_weight > 0  # so the late-fusion row is tested here
+    # + the late-fusion row, popularity, WALS, BPR, SASRec
+    assert first["rows"] == len(saved["rows"]) == expected_llm_rows + 1 + 4
+    fused = next(r for r in saved["rows"] if r["variant"] == LATE_FUSION)
+    assert fused["cf_weight"] == get_profile("smoke").cf_weight and fused["stage"] == 2
+    assert {p["comparison"] for p in saved["paired"]} >= {"late fusion - stage 2", "late fusion - WALS"}
+    # the command line scores the same fusion: evaluate --cf-weight on the table's users gives the row's numbers
+    _, ev, _ = run_cli("evaluate", "--run", str(out), "--cf-weight", str(fused["cf_weight"]),
+                       "--users", str(fused["users"]))
+    assert ev["cf_weight"] == fused["cf_weight"] and ev["hr@10"] == fused["hr@10"]
     assert {r["model"] for r in saved["rows"]} >= {label for _, _, label in LLM_RUNS}
     for row in saved["rows"]:
         assert 0.0 <= row["hr@5"] <= row["hr@10"] <= 1.0

@@ -349,6 +349,43 @@ def test_distance_record_never_reads_a_real_test_target(tmp_path):
     assert [r[0] for r in distance_ranking([a, b])][0] == a["best"] and len(distance_table(a)) == 3
 
 
+def test_fusion_record_never_reads_a_real_test_target(tmp_path):
+    from llmrec_lite.evaluate import evaluate_model
+    from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
+
+    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}, "16 + 4": {"samples_per_task": (16, 4)}}
+    a = fusion_sweep(first, (2.0, 0.5), candidates=candidates, show_progress=False)
+    b = fusion_sweep(second, (2.0, 0.5), candidates=candidates, show_progress=False)
+    assert without_timings(a) == without_timings(b)
+    assert a["candidate"] == "16 + 16"  # the one the profile trains
+    assert [r["weight"] for r in a["weights"]] == [0.0, 0.5, 2.0]  # 0, the model alone, always scored
+    assert a["best"] in (0.0, 0.5, 2.0) and fusion_choice([a, b]) == a["best"]
+    assert [r[0] for r in fusion_ranking([a, b])][0] == "{:g}".format(a["best"])
+    # weight 0 is the model alone, as an evaluation of the same model on the same users ranks it
+    alone = evaluate_model(first.at(first.out / "distance" / "16-16").load(ITEM_TOKEN, 2), targets="test",
+                           show_progress=False)
+    assert a["weights"][0]["far"]["hr@10"] == alone.metrics["hr@10"]
+    assert a["weights"][0]["far"]["hr@10_masked"] == alone.metrics["hr@10_masked"]
+    assert a["best - model alone (far)"]["hr@10"]["verdict"] in {"above", "below", "not separated"}
+    assert set(a["wals"]) == {"far", "near"}
+    with pytest.raises(ValueError, match="steps_back=1"):
+        fusion_sweep(Run.open(PROFILE, None, tmp_path / "real", path=tmp_path / "file0" / "Shop.txt",
+                              backbone=first.backbone, show_progress=False), show_progress=False)
+
+
+def test_cpu_profile_fuses_at_the_weight_the_fusion_record_chose():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import fusion_choice, profile_candidate
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/fusion_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    assert all(r["steps_back"] == 1 and r["candidate"] == profile_candidate(get_profile("cpu")) for r in records)
+    assert get_profile("cpu").cf_weight == fusion_choice(records)
+
+
 def json_of(path):
     import json
 

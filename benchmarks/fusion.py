@@ -1,0 +1,64 @@
+"""Late-fusion record: the model's item scores plus a weight times the WALS score, weights scored on validation targets.
+
+    python benchmarks/fusion.py --dataset lastfm
+    python benchmarks/fusion.py --dataset beauty --users 1500
+
+Takes the distance record's shifted run (trained on every user's sequence less its last
+item, WALS included; see benchmarks/distance.py) and its stage-2 model under the profile's
+own settings, scores the sequential task's seen template once on the far target (the real
+validation target, two items past that training: the test target's distance) and the near
+one, and re-ranks those scores at every weight of ``llmrec_lite.tuning.FUSION_WEIGHTS``
+(``llmrec_lite.late_fusion``). No real test target is read. Writes
+benchmarks/results/fusion_<dataset>_<profile>.json (or --out) with the machine and date;
+the runs in --runs (default runs/distance/<dataset>) are reused, or trained when absent.
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+from llmrec_lite.device import describe_machine
+from llmrec_lite.fileio import write_json
+from llmrec_lite.profiles import get_profile
+from llmrec_lite.runs import Run
+from llmrec_lite.tuning import FUSION_WEIGHTS, fusion_sweep
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="lastfm")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--users", type=int, default=None, help="users scored (default: all)")
+    parser.add_argument("--weights", default=",".join(f"{w:g}" for w in FUSION_WEIGHTS),
+                        help="comma-separated late-fusion weights (0, the model alone, is always scored)")
+    parser.add_argument("--runs", default=None, help="folder of the distance runs (default runs/distance/<dataset>)")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
+    args = parser.parse_args(argv)
+
+    profile = get_profile(args.profile)
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        parser.error(f"--weights {args.weights!r}: give comma-separated numbers, e.g. 0,0.25,0.5")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"fusion_{args.dataset}_{profile.name}.json"
+    if out.exists() and not args.overwrite:
+        parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
+    runs = Path(args.runs) if args.runs else Path("runs") / "distance" / args.dataset
+    run = Run.open(profile, args.dataset, runs, steps_back=1)
+    record = fusion_sweep(run, weights, users=args.users, out=runs)
+    record = {**record, "machine": describe_machine(), "date": datetime.date.today().isoformat()}
+    write_json(out, record)
+    print(json.dumps({"out": str(out), "best": record["best"],
+                      **{r["name"]: {"far_hr@10": r["far"]["hr@10"], "far_hr@10_masked": r["far"]["hr@10_masked"],
+                                     "near_hr@10": r["near"]["hr@10"]} for r in record["weights"]},
+                      "wals_far_hr@10_masked": record["wals"]["far"]["hr@10_masked"]}))
+    return record
+
+
+if __name__ == "__main__":
+    main()
