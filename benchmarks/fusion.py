@@ -17,42 +17,30 @@ Prints one JSON line last.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-from pathlib import Path
 
-from llmrec_lite.device import describe_machine
-from llmrec_lite.fileio import write_json
-from llmrec_lite.profiles import get_profile
 from llmrec_lite.runs import Run
 from llmrec_lite.tuning import FUSION_WEIGHTS, fusion_sweep
+
+from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="lastfm")
-    parser.add_argument("--profile", default="cpu")
+    add_record_args(parser, "distance", "folder of the distance runs")
     parser.add_argument("--users", type=int, default=None, help="users scored (default: all)")
     parser.add_argument("--weights", default=",".join(f"{w:g}" for w in FUSION_WEIGHTS),
                         help="comma-separated late-fusion weights (0, the model alone, is always scored)")
-    parser.add_argument("--runs", default=None, help="folder of the distance runs (default runs/distance/<dataset>)")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
     args = parser.parse_args(argv)
 
-    profile = get_profile(args.profile)
+    profile, out, runs = record_paths(parser, args, "fusion", "distance")
     try:
         weights = [float(w) for w in args.weights.split(",")]
     except ValueError:
         parser.error(f"--weights {args.weights!r}: give comma-separated numbers, e.g. 0,0.25,0.5")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"fusion_{args.dataset}_{profile.name}.json"
-    if out.exists() and not args.overwrite:
-        parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
-    runs = Path(args.runs) if args.runs else Path("runs") / "distance" / args.dataset
     run = Run.open(profile, args.dataset, runs, steps_back=1)
     record = fusion_sweep(run, weights, users=args.users, out=runs)
-    record = {**record, "machine": describe_machine(), "date": datetime.date.today().isoformat()}
-    write_json(out, record)
+    record = write_record(out, record)
     print(json.dumps({"out": str(out), "best": record["best"],
                       **{r["name"]: {"far_hr@10": r["far"]["hr@10"], "far_hr@10_masked": r["far"]["hr@10_masked"],
                                      "near_hr@10": r["near"]["hr@10"]} for r in record["weights"]},

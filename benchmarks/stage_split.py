@@ -14,15 +14,12 @@ when the script is run again. Prints one JSON line last.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-from pathlib import Path
 
-from llmrec_lite.device import describe_machine
-from llmrec_lite.fileio import write_json
-from llmrec_lite.profiles import get_profile
 from llmrec_lite.runs import Run
 from llmrec_lite.tuning import ITEM_TOKEN, stage_split
+
+from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 
 
 def parse_splits(text: str) -> list[tuple[int, int]]:
@@ -39,29 +36,20 @@ def parse_splits(text: str) -> list[tuple[int, int]]:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="lastfm")
-    parser.add_argument("--profile", default="cpu")
+    add_record_args(parser, "split", "folder of the runs")
     parser.add_argument("--splits", default="400:1200,800:1200", help="STAGE1:STAGE2 prompts per task, comma-separated")
     parser.add_argument("--users", type=int, default=None, help="validation users scored (default: all)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the model without CF embeddings")
-    parser.add_argument("--runs", default=None, help="folder of the runs (default runs/split/<dataset>)")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
     args = parser.parse_args(argv)
 
-    profile = get_profile(args.profile)
+    profile, out, runs = record_paths(parser, args, "split", "split")
     try:
         splits = parse_splits(args.splits)
     except ValueError as err:
         parser.error(str(err))
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"split_{args.dataset}_{profile.name}.json"
-    if out.exists() and not args.overwrite:
-        parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
-    runs = Path(args.runs) if args.runs else Path("runs") / "split" / args.dataset
     run = Run.open(profile, args.dataset, runs)
     record = stage_split(run, splits, users=args.users, out=runs, baseline=not args.no_baseline)
-    record = {**record, "machine": describe_machine(), "date": datetime.date.today().isoformat()}
-    write_json(out, record)
+    record = write_record(out, record)
     final = f"{ITEM_TOKEN.label} stage 2"
     print(json.dumps({"out": str(out), "best": record["best"],
                       **{r["name"]: {"valid_hr@10": r["valid"][final]["hr@10"],

@@ -14,44 +14,32 @@ Prints one JSON line last.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
-from pathlib import Path
 
-from llmrec_lite.device import describe_machine
-from llmrec_lite.fileio import write_json
-from llmrec_lite.profiles import get_profile
 from llmrec_lite.runs import Run
 from llmrec_lite.tuning import CANDIDATES, tune
+
+from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="lastfm")
-    parser.add_argument("--profile", default="cpu")
+    add_record_args(parser, "tune", "folder of the candidates' runs")
     parser.add_argument("--budget", type=float, default=0.25, help="share of the profile's training prompts")
     parser.add_argument("--users", type=int, default=None, help="validation users scored (default: all)")
     parser.add_argument("--eval-every", type=int, default=15, help="steps between the curve's validation points")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names of CANDIDATES")
-    parser.add_argument("--runs", default=None, help="folder of the candidates' runs (default runs/tune/<dataset>)")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
     args = parser.parse_args(argv)
 
-    profile = get_profile(args.profile)
+    profile, out, runs = record_paths(parser, args, "tune", "tune")
     unknown = [n for n in args.candidates.split(",") if n not in CANDIDATES]
     if unknown:
         parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"tune_{args.dataset}_{profile.name}.json"
-    if out.exists() and not args.overwrite:
-        parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
-    runs = Path(args.runs) if args.runs else Path("runs") / "tune" / args.dataset
     run = Run.open(profile, args.dataset, runs)
     record = tune(run, {n: CANDIDATES[n] for n in args.candidates.split(",")}, budget=args.budget, users=args.users,
                   out=runs, eval_every=args.eval_every)
-    record = {**record, "machine": describe_machine(), "date": datetime.date.today().isoformat()}
-    write_json(out, record)
+    record = write_record(out, record)
     print(json.dumps({"out": str(out), "best": record["best"],
                       **{c["name"]: {"valid_hr@10": c["valid"]["hr@10"], "valid_hr@10_masked": c["valid"]["hr@10_masked"],
                                      "train_minutes": c["train_minutes"]} for c in record["candidates"]}}))
