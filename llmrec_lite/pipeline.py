@@ -142,27 +142,26 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
 
     rows = []
     profile = run.profile
+
+    def llm_row(ev, label, name, variant, stage, task, template):
+        extra = {}
+        if ev.other_ranks is not None:  # item-token rows: the masked rule's interval too
+            extra["hr@10_masked_ci95"] = list(bootstrap_interval(ev.other_ranks, "hr@10"))
+        # identity after the metrics: the evaluation's own keys never overwrite the row's stage
+        return {**ev.metrics, "model": label, "variant": name, "output": variant.output,
+                "use_embeddings": variant.use_embeddings, "stage": stage, "task": task, "template": template,
+                "template_name": ev.metrics["template"], "hr@10_ci95": list(ev.bootstrap("hr@10")),
+                **extra, "training_samples": training_samples(run, variant, stage)}
+
     for variant, stage, label in llm_runs(profile, run.data.name):
         for task, template in evaluations_for(stage, variant, profile, run.data.name):
             ev = evaluate_cached(run, variant, stage, task, template, show_progress=show_progress)
-            lo, hi = ev.bootstrap("hr@10")
-            extra = {}
-            if ev.other_ranks is not None:  # item-token rows: the masked rule's interval too
-                extra["hr@10_masked_ci95"] = list(bootstrap_interval(ev.other_ranks, "hr@10"))
-            # identity after the metrics: the evaluation's own keys never overwrite the row's stage
-            rows.append({**ev.metrics, "model": label, "variant": variant.name, "output": variant.output,
-                         "use_embeddings": variant.use_embeddings, "stage": stage, "task": task,
-                         "template": template, "template_name": ev.metrics["template"], "hr@10_ci95": [lo, hi],
-                         **extra, "training_samples": training_samples(run, variant, stage)})
+            rows.append(llm_row(ev, label, variant.name, variant, stage, task, template))
     if profile.cf_weight:
         # the stage-2 model's scores late-fused with the WALS score, on the main row only
         ev = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
                              cf_weight=profile.cf_weight)
-        rows.append({**ev.metrics, "model": late_fusion_label(profile.cf_weight), "variant": LATE_FUSION,
-                     "output": ITEM_TOKEN.output, "use_embeddings": True, "stage": 2, "task": "sequential",
-                     "template": "seen", "template_name": ev.metrics["template"], "hr@10_ci95": list(ev.bootstrap("hr@10")),
-                     "hr@10_masked_ci95": list(bootstrap_interval(ev.other_ranks, "hr@10")),
-                     "training_samples": training_samples(run, ITEM_TOKEN, 2)})
+        rows.append(llm_row(ev, late_fusion_label(profile.cf_weight), LATE_FUSION, ITEM_TOKEN, 2, "sequential", "seen"))
     users = table_users(run)
     classic = classic_baselines(run.split, run.wals, users=users, seed=profile.seed)
     classic[SASREC_LABEL] = sasrec_metrics(run, show_progress, users=users)
