@@ -76,14 +76,21 @@ def test_wals_lastfm_torch_close_to_implicit():
     assert torch_out["hr@10_masked"] >= 0.07
 
 
+@pytest.fixture(scope="module")
+def smoke_pipeline(tmp_path_factory):
+    """One ``run --profile smoke`` on LastFM for this module's tests: (its folder, its JSON line)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    _, first, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+    return out, first
+
+
 @needs_real_data
 @pytest.mark.data
-def test_run_smoke_pipeline_writes_results_and_reuses_them(tmp_path):
+def test_run_smoke_pipeline_writes_results_and_reuses_them(smoke_pipeline):
     from llmrec_lite.pipeline import LATE_FUSION, LLM_RUNS, evaluations_for
     from llmrec_lite.profiles import get_profile
 
-    out = tmp_path / "run"
-    _, first, _ = run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+    out, first = smoke_pipeline
     saved = json.loads((out / "results.json").read_text())
     expected_llm_rows = sum(len(evaluations_for(stage)) for _, stage, _ in LLM_RUNS)
     assert get_profile("smoke").cf_weight > 0  # so the late-fusion row is tested here
@@ -134,9 +141,8 @@ def test_targets_flag_and_its_deprecated_name(s3rec_file):
 
 @needs_real_data
 @pytest.mark.data
-def test_results_rows_keep_their_training_stage(tmp_path):
-    out = tmp_path / "run"
-    run_cli("run", "--dataset", "lastfm", "--profile", "smoke", "--out", str(out))
+def test_results_rows_keep_their_training_stage(smoke_pipeline):
+    out, _ = smoke_pipeline
     rows = json.loads((out / "results.json").read_text())["rows"]
     llm = [r for r in rows if r["variant"] != "classic"]
     assert {r["stage"] for r in llm} == {1, 2}
