@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a subprocess whose last line is JSON."""
+"""The command line: every command ends with one JSON line. A few tests run it as a user does, a
+subprocess whose last stdout line is JSON; the rest call the same ``main`` in this process."""
 
 import json
 import subprocess
@@ -6,25 +7,20 @@ import sys
 
 import pytest
 
+from cli_runner import run_cli
 from conftest import needs_real_data
 
 
-def run_cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True)
-    last = proc.stdout.strip().splitlines()[-1]
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc.returncode, json.loads(last), proc.stderr
 
 
 def test_data_by_path(s3rec_file):
-    _, out, _ = run_cli("data", "--path", str(s3rec_file))
+    _, out, _ = run_cli("data", "--path", str(s3rec_file), subprocess=True)
     assert (out["users"], out["items"], out["interactions"]) == (4, 10, 18)
     assert (out["train_samples"], out["valid"], out["test"]) == (6, 4, 4)
 
 
 def test_unknown_dataset_lists_known_ones():
-    code, out, err = run_cli("data", "--dataset", "netflix", check=False)
+    code, out, err = run_cli("data", "--dataset", "netflix", check=False, subprocess=True)
     assert code == 2
     assert "lastfm" in out["error"] and "beauty" in out["error"] and "ml1m" in out["error"]
     assert "netflix" in err
@@ -33,7 +29,7 @@ def test_unknown_dataset_lists_known_ones():
 def test_malformed_file_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("1 2 3 4 5\n2 3 4 five 6\n")
-    code, out, _ = run_cli("data", "--path", str(bad), check=False)
+    code, out, _ = run_cli("data", "--path", str(bad), check=False, subprocess=True)
     assert code == 2 and str(bad) in out["error"] and "line 2" in out["error"]
 
 
@@ -118,7 +114,7 @@ def test_run_smoke_pipeline_writes_results_and_reuses_them(smoke_pipeline):
 
 
 def test_usage_errors_end_with_a_json_line():
-    code, out, err = run_cli("evaluate", "--no-such-flag", check=False)
+    code, out, err = run_cli("evaluate", "--no-such-flag", check=False, subprocess=True)
     assert code == 2 and "error" in out and "usage" in err
 
 

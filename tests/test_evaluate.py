@@ -1,21 +1,14 @@
 """Evaluation: rankings dumps reproduce the metrics; pipeline pieces on small data."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from llmrec_lite.metrics import metrics_from_ranks, ranks_from_lists
 
+from cli_runner import run_cli
 from conftest import needs_real_data
-
-
-def _cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @needs_real_data
@@ -23,11 +16,11 @@ def _cli(*args):
 @pytest.mark.parametrize("output, mask", [("item-token", False), ("item-token", True), ("text-id", False)])
 def test_metrics_recomputed_from_dump_equal_the_report(tmp_path, output, mask):
     run = tmp_path / "run"
-    _cli("train", "--dataset", "lastfm", "--profile", "smoke", "--stage", "1", "--out", str(run), "--output", output)
+    run_cli("train", "--dataset", "lastfm", "--profile", "smoke", "--stage", "1", "--out", str(run), "--output", output)
     dump = tmp_path / "rankings.jsonl"
     args = ["evaluate", "--run", str(run), "--output", output, "--stage", "1", "--task", "sequential",
             "--template", "unseen", "--users", "12", "--dump-rankings", str(dump)]
-    report = _cli(*args, *(["--mask-history"] if mask else []))
+    _, report, _ = run_cli(*args, *(["--mask-history"] if mask else []))
     records = [json.loads(line) for line in dump.read_text().splitlines()]
     assert len(records) == report["users"] == 12
     assert all(len(r["top"]) == 10 for r in records)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from conftest import needs_real_data
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -33,9 +34,7 @@ def _launch(*args, processes=2):
 
 
 def _single(*args):
-    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_cli(*args)[1]
 
 
 @needs_real_data

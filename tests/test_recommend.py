@@ -1,10 +1,6 @@
 """The inference entry point: ``recommend`` for fusion models and classic baselines, and the
 command line's ``recommend``."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -17,6 +13,7 @@ from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.settings import TrainSettings
 from llmrec_lite.wals import WALS
 
+from cli_runner import run_cli
 from conftest import needs_real_data
 
 PROFILE = get_profile("smoke")
@@ -68,21 +65,14 @@ def test_unknown_user_is_named(run):
         ClassicRecommender(run, "svd")
 
 
-def _cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 @needs_real_data
 @pytest.mark.data
 def test_cli_recommend_prints_ten_item_ids(tmp_path):
     out = tmp_path / "run"
-    _cli("train", "--dataset", "lastfm", "--profile", "smoke", "--stage", "1", "--out", str(out))
-    _, got = _cli("recommend", "--run", str(out), "--user", "42", "--k", "10", "--stage", "1")
+    run_cli("train", "--dataset", "lastfm", "--profile", "smoke", "--stage", "1", "--out", str(out))
+    _, got, _ = run_cli("recommend", "--run", str(out), "--user", "42", "--k", "10", "--stage", "1")
     assert len(got["items"]) == len(set(got["items"])) == 10 and got["user"] == "42"
-    _, wals = _cli("recommend", "--run", str(out), "--user", "42", "--k", "10", "--model", "wals")
+    _, wals, _ = run_cli("recommend", "--run", str(out), "--user", "42", "--k", "10", "--model", "wals")
     # the same as the run's WALS factors ranked by hand, history excluded
     factors = WALS.load(out / "wals")[0]
     data = load_dataset("lastfm")
@@ -90,5 +80,5 @@ def test_cli_recommend_prints_ten_item_ids(tmp_path):
     user = int(np.nonzero(data.raw_user_ids == 42)[0][0])
     expected = top_k(factors.user_factors[user : user + 1] @ factors.item_factors.T, 10, exclude=[split.history(user)])
     assert wals["items"] == data.raw_item_ids[expected[0]].tolist()
-    code, err = _cli("recommend", "--run", str(out), "--user", "999999", "--model", "wals", check=False)
+    code, err, _ = run_cli("recommend", "--run", str(out), "--user", "999999", "--model", "wals", check=False)
     assert code == 2 and "Unknown user" in err["error"]

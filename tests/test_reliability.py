@@ -1,5 +1,6 @@
 """Bad and unusual inputs, as a new user meets them: each gets a clear error (exit status 2 and a
-JSON line from the command line), and no finished work is lost."""
+JSON line from the command line), and no finished work is lost. Commands run in this process
+(``cli_runner``) except where the process itself is tested."""
 
 import json
 import os
@@ -14,14 +15,13 @@ import pytest
 from llmrec_lite.data import DataFormatError, load_dataset
 from llmrec_lite.fileio import write_json
 
+from cli_runner import run_cli
 from conftest import needs_real_data
 
 
-def cli(*args, env=None):
-    proc = subprocess.run([sys.executable, "-m", "llmrec_lite", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-    lines = proc.stdout.strip().splitlines()
-    return proc.returncode, (json.loads(lines[-1]) if lines else None), proc.stderr
+def cli(*args, subprocess=False):
+    """(exit status, JSON line, stderr) of one command; in this process unless the process is the point."""
+    return run_cli(*args, check=False, subprocess=subprocess)
 
 
 @pytest.fixture
@@ -200,5 +200,7 @@ def test_sigterm_ends_with_a_json_line(shop, tmp_path):
 
 
 def test_no_spurious_kernel_message(shop, tmp_path):
-    code, _, err = cli("train", "--path", str(shop), "--profile", "smoke", "--stage", "1", "--out", str(tmp_path / "R"))
+    # a fresh process: the message would come from an import
+    code, _, err = cli("train", "--path", str(shop), "--profile", "smoke", "--stage", "1", "--out", str(tmp_path / "R"),
+                       subprocess=True)
     assert code == 0 and "kernels" not in err

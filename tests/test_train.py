@@ -20,6 +20,7 @@ from llmrec_lite.templates import get_template
 from llmrec_lite.settings import TrainSettings
 from llmrec_lite.wals import WALS, WALSConfig
 
+from cli_runner import run_cli
 from conftest import needs_real_data
 
 PROFILE = get_profile("smoke")
@@ -241,8 +242,7 @@ def test_same_seed_same_losses(run, tmp_path):
 # ------------------------------------------------------------------ the command line, real data, a real kill
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "llmrec_lite", "train", "--dataset", "lastfm", "--profile", "smoke", *args]
+TRAIN = ("train", "--dataset", "lastfm", "--profile", "smoke")
 
 
 @needs_real_data
@@ -250,10 +250,7 @@ def _cli(*args):
 @pytest.mark.parametrize("output", ["item-token", "text-id"])
 def test_cli_smoke_both_stages(tmp_path, output):
     for stage in ("1", "2"):
-        proc = subprocess.run(_cli("--stage", stage, "--out", str(tmp_path), "--output", output),
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        _, out, _ = run_cli(*TRAIN, "--stage", stage, "--out", str(tmp_path), "--output", output)
         for key in ("stage", "steps", "samples", "final_loss", "seconds", "tokens_per_second"):
             assert key in out
         assert out["stage"] == int(stage) and out["steps"] > 0
@@ -262,12 +259,12 @@ def test_cli_smoke_both_stages(tmp_path, output):
 @needs_real_data
 @pytest.mark.data
 def test_cli_killed_and_resumed(tmp_path):
-    args = ("--stage", "1", "--samples", "400")
-    full = subprocess.run(_cli(*args, "--out", str(tmp_path / "full")), capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr[-2000:]
-    expected = json.loads(full.stdout.strip().splitlines()[-1])
+    args = (*TRAIN, "--stage", "1", "--samples", "400")
+    _, expected, _ = run_cli(*args, "--out", str(tmp_path / "full"))
     checkpoint = tmp_path / "cut" / "item-token" / "stage1" / "checkpoint" / "state.json"
-    proc = subprocess.Popen(_cli(*args, "--out", str(tmp_path / "cut")), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the run to kill is a real process: SIGKILL leaves no chance to clean up
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec_lite", *args, "--out", str(tmp_path / "cut")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -276,8 +273,6 @@ def test_cli_killed_and_resumed(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert killed, "the run finished before it could be killed; give it more samples"
-    resumed = subprocess.run(_cli(*args, "--out", str(tmp_path / "cut"), "--resume"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    got = json.loads(resumed.stdout.strip().splitlines()[-1])
+    _, got, _ = run_cli(*args, "--out", str(tmp_path / "cut"), "--resume")
     assert got["steps"] == expected["steps"]
     assert abs(got["final_loss"] - expected["final_loss"]) < 1e-5
