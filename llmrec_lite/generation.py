@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from llmrec_lite.backbone import cache_of, with_cache
+
 
 @dataclass
 class ItemTrie:
@@ -113,7 +115,7 @@ def _prompt_forward(model, batch, forced: list[int] | None = None):
     forced_score = torch.zeros(embeds.shape[0], device=embeds.device)
     for i, token in enumerate(forced):
         forced_score = forced_score + logp[:, i, token]
-    return logp[:, -1], out.past_key_values, positions[:, -1], mask, forced_score
+    return logp[:, -1], cache_of(out), positions[:, -1], mask, forced_score
 
 
 @torch.no_grad()
@@ -183,8 +185,8 @@ def constrained_beam_search(model, batch, trie: ItemTrie, num_beams: int = 10,
         mask = torch.cat([mask[index], torch.ones((bsz * k, 1), dtype=mask.dtype, device=device)], dim=1)
         positions = positions[index] + 1
         out = model.model(input_ids=chosen.reshape(-1, 1), attention_mask=mask, position_ids=positions,
-                          past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+                          **with_cache(cache))
+        cache = cache_of(out)
         logp = out.logits[:, -1].float().log_softmax(-1).reshape(bsz, k, -1)
     items = trie.leaf_item[node]
     items = torch.where(torch.isfinite(score), items, torch.full_like(items, -1))
@@ -218,7 +220,7 @@ def exact_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 256) -> to
                 total = first_logp[0, toks[:, 0]]
                 if length > 1:
                     logits = model.model(input_ids=toks[:, :-1], attention_mask=m, position_ids=pos.expand(n, -1),
-                                         past_key_values=c, use_cache=True).logits.float().log_softmax(-1)
+                                         **with_cache(c)).logits.float().log_softmax(-1)
                     total = total + torch.gather(logits, 2, toks[:, 1:].unsqueeze(-1)).squeeze(-1).sum(1)
                 out_scores[row, torch.tensor(chunk, device=device)] = total
     return out_scores

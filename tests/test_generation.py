@@ -59,3 +59,25 @@ def test_excluded_items_are_never_returned(setup):
     items, _ = constrained_beam_search(model, batch, trie, num_beams=4, exclude=exclude)
     for row, banned in zip(items.tolist(), exclude):
         assert not set(row) & set(banned.tolist())
+
+
+def test_decoding_uses_the_current_name_of_the_cache(setup, recwarn):
+    """transformers 5 renamed ``past_key_values`` to ``cache`` and removes the old name in 5.40:
+    decoding must not lean on it (it warns while it still works)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    data, split, model, batch, trie = setup
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    hf_logging.get_logger().addHandler(handler)
+    try:
+        constrained_beam_search(model, batch, trie, num_beams=3)
+        exact_item_scores(model, batch, trie)
+        model.greedy_generate(batch, max_new_tokens=2)
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    said = [str(w.message) for w in recwarn] + [r.getMessage() for r in records]
+    assert not [m for m in said if "past_key_values" in m], said
