@@ -81,6 +81,13 @@ class FusionModel(nn.Module):
             input side (where its outputs must look like token embeddings) and the output side
             at once; the readout lets the frozen backbone's final space meet it half-way, from
             stage 1 on.
+        fold_in_users: ``(regularization, alpha)`` of the WALS fit: then a training prompt that
+            carries its prefix (:attr:`~llmrec_lite.prompts.Rendered.prefix`) gets a user
+            vector folded in from the items before its target (:func:`~llmrec_lite.wals.fold_in`)
+            instead of the fitted one. The fitted vector was solved from every training item,
+            the prompt's answer included, so it encodes the answer it is asked for; at test
+            time it never does. Prompts without a prefix (validation, evaluation) use the
+            fitted vector, which is the fold-in of exactly the history they show.
     """
 
     def __init__(
@@ -98,6 +105,7 @@ class FusionModel(nn.Module):
         dense_weight: float = 0.0,
         history_bias: bool = False,
         readout: bool = False,
+        fold_in_users: tuple[float, float] | None = None,
     ):
         super().__init__()
         if output not in OUTPUTS:
@@ -106,6 +114,7 @@ class FusionModel(nn.Module):
         self.item_logit = item_logit
         self.dense_weight = float(dense_weight)
         self.history_bias = bool(history_bias)
+        self.fold_in_users = None if fold_in_users is None else (float(fold_in_users[0]), float(fold_in_users[1]))
         self.backbone = backbone
         self.output = output
         self.use_embeddings = use_embeddings
@@ -256,12 +265,26 @@ class FusionModel(nn.Module):
         vectors = torch.zeros(len(is_user), self.backbone.hidden_size, device=self.user_factors.device)
         # out-of-place index_put keeps the graph: gradients reach both projectors
         if is_user.any():
-            users = self.projectors.user(self.user_factors[batch.slot_values[is_user]])
+            factors = self.user_factors[batch.slot_values[is_user]]
+            if self.fold_in_users is not None and batch.prefix_batch is not None:
+                factors = self.prefix_user_factors(batch)[batch.slot_batch[is_user]]
+            users = self.projectors.user(factors)
             vectors = vectors.to(users.dtype).index_put((is_user.nonzero().squeeze(1),), users)
         if (~is_user).any():
             items = self.projectors.item(self.item_factors[batch.slot_values[~is_user]])
             vectors = vectors.to(items.dtype).index_put(((~is_user).nonzero().squeeze(1),), items.to(vectors.dtype))
         return vectors
+
+    @torch.no_grad()
+    def prefix_user_factors(self, batch: Batch) -> torch.Tensor:
+        """``(batch, k)`` user factors folded in from each row's training prefix (see ``fold_in_users``)."""
+        from llmrec_lite.wals import fold_in
+
+        rows = batch.prefix_batch.cpu().numpy()
+        items = batch.prefix_items.cpu().numpy()
+        baskets = [items[rows == r] for r in range(len(batch))]
+        with torch.autocast(self.item_factors.device.type, enabled=False):  # a linear solve: float32
+            return fold_in(self.item_factors.float(), baskets, *self.fold_in_users)
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with projected CF vectors written into the slots."""

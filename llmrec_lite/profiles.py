@@ -80,6 +80,8 @@ class Profile:
             the text-id side only as its stage-2 row with CF embeddings, sequential task, seen
             template, on the first results dataset; the item-token rows everywhere, with the
             full task/template grid on the first results dataset only.
+        user_vectors: The user's CF vector in training prompts: ``"fitted"`` (WALS's, which has
+            seen the prompt's answer) or ``"prefix"`` (folded in from the items before it).
         cf_weight: Late fusion (:mod:`llmrec_lite.late_fusion`): the results add a row where the
             stage-2 item-token scores are re-ranked with this share of the WALS score
             (standardised per user); ``0``: no such row. It never changes training.
@@ -134,6 +136,7 @@ class Profile:
     lora_lr: float | None = None
     projector_lr: float | None = None
     evaluation_grid: str = "full"
+    user_vectors: str = "fitted"
     cf_weight: float = 0.0
 
     def to_dict(self) -> dict:

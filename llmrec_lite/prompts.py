@@ -13,7 +13,7 @@ prompts on the left (generation continues at the right edge) and builds the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +47,9 @@ class Rendered:
         target_text: ``"<Dataset> item_<id>"`` or ``None`` when no target is given.
         template: The template's name (``sequential-3``, ``direct-unseen``).
         user: User index; target: target item index or ``None``.
+        prefix: For a training prompt, every item before its target (the whole prefix, not
+            only the shown history): what the user's CF vector may be built from when it is
+            folded in per prompt (``user_vectors="prefix"``); ``None`` elsewhere.
     """
 
     segments: list[Segment]
@@ -54,6 +57,7 @@ class Rendered:
     template: str
     user: int
     target: int | None = None
+    prefix: tuple[int, ...] | None = None
 
     def slots(self) -> list[Segment]:
         return [s for s in self.segments if s.kind != TEXT]
@@ -176,6 +180,7 @@ class Encoded:
             token of its text id. The hidden state there has read the history up to that item
             (causal attention), so it can be trained to predict the item after it.
         history_items: The item index at each of those positions.
+        prefix: :attr:`Rendered.prefix`.
     """
 
     input_ids: list[int]
@@ -188,6 +193,7 @@ class Encoded:
     template: str = ""
     history_positions: list[int] = field(default_factory=list)
     history_items: list[int] = field(default_factory=list)
+    prefix: tuple[int, ...] | None = None
 
     def next_item_targets(self) -> list[tuple[int, int]]:
         """``(position, item)`` pairs for dense supervision: each history position is paired
@@ -236,7 +242,7 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
         if add_eos:
             ids.append(tokenizer.eos_token_id)
     return Encoded(ids, positions, kinds, values, response_start, rendered.user, rendered.target, rendered.template,
-                   item_positions, items)
+                   item_positions, items, rendered.prefix)
 
 
 @dataclass
@@ -250,6 +256,8 @@ class Batch:
     ``seen_batch``/``seen_items`` pair every row with each item of its prompt's history, and
     ``next_seen_batch``/``next_seen_items`` every dense position (its index in ``next_items``)
     with the history items it can see (the history term of the item scores).
+    ``prefix_batch``/``prefix_items`` pair every row with each item of its training prefix
+    (``None`` unless every prompt is a training prompt that carries one).
     """
 
     input_ids: torch.Tensor
@@ -269,6 +277,8 @@ class Batch:
     seen_items: torch.Tensor | None = None
     next_seen_batch: torch.Tensor | None = None
     next_seen_items: torch.Tensor | None = None
+    prefix_batch: torch.Tensor | None = None
+    prefix_items: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
 
     def to(self, device) -> "Batch":
@@ -338,6 +348,9 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
             slot_p.append(offset + pos)
             slot_u.append(kind == USER)
             slot_v.append(value)
+    has_prefix = bool(items) and all(it.prefix is not None for it in items)
+    prefix_b = [row for row, it in enumerate(items) for _ in it.prefix] if has_prefix else []
+    prefix_i = [int(i) for it in items for i in it.prefix] if has_prefix else []
     # positions count real tokens only, so a left-padded prompt is seen exactly as unpadded
     position_ids = (attention.cumsum(1) - 1).clamp_min(0)
     return Batch(
@@ -358,6 +371,8 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
         seen_items=torch.tensor(seen_i, dtype=torch.long),
         next_seen_batch=torch.tensor(next_seen_b, dtype=torch.long),
         next_seen_items=torch.tensor(next_seen_i, dtype=torch.long),
+        prefix_batch=torch.tensor(prefix_b, dtype=torch.long) if has_prefix else None,
+        prefix_items=torch.tensor(prefix_i, dtype=torch.long) if has_prefix else None,
     )
 
 
@@ -386,7 +401,8 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
     templates = training_templates(task)
     picks = rng.integers(0, len(templates), size=len(samples))
     return [
-        render(templates[t], split.data, s.user, s.history, s.target, with_embeddings, max_history)
+        replace(render(templates[t], split.data, s.user, s.history, s.target, with_embeddings, max_history),
+                prefix=tuple(int(i) for i in s.history))
         for s, t in zip(samples, picks)
     ]
 

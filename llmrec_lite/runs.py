@@ -182,7 +182,7 @@ class Run:
             "prompt": self.encoder(settings.use_embeddings, settings.max_history).config(),
             "wals_fingerprint": self.wals.fingerprint(),
             "wals": asdict(self.wals.config),
-            "train": asdict(settings),
+            "train": train_record(settings),
             **self._shift(),
         }
 
@@ -212,6 +212,8 @@ class Run:
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings,
                             projector_config=projector_config or projector_overrides(self.profile),
+                            fold_in_users=((self.wals.config.regularization, self.wals.config.alpha)
+                                           if settings.user_vectors == "prefix" else None),
                             **head_settings(settings))
         model.reset_lora(settings.seed)
         if settings.stage == 2:
@@ -351,6 +353,16 @@ class Run:
         prompt = saved.get("prompt") or {"add_bos": self.backbone.add_bos, "max_history": settings.max_history,
                                          "with_embeddings": settings.use_embeddings}
         return Trained(model, settings, self.encoder().with_config(prompt), stage)
+
+
+def train_record(settings: TrainSettings) -> dict:
+    """The stage's settings as its configuration records them. ``user_vectors`` is written only
+    when it is not ``"fitted"``: configurations written before it existed stay equal to new
+    ones with the same training (a finished stage is still recognised and reused)."""
+    record = asdict(settings)
+    if record["user_vectors"] == "fitted":
+        del record["user_vectors"]
+    return record
 
 
 def head_settings(settings: TrainSettings) -> dict:

@@ -14,6 +14,8 @@ from llmrec_lite.profiles import Profile
 from llmrec_lite.templates import TASKS
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
 
+USER_VECTORS = ("fitted", "prefix")  # see TrainSettings.user_vectors
+
 
 @dataclass
 class TrainSettings:
@@ -50,6 +52,10 @@ class TrainSettings:
             logit units in a few hundred steps.
         readout: A learned linear map (from the identity) between the last hidden state and the
             item vectors (item-token side).
+        user_vectors: The user's CF vector in training prompts: ``"fitted"`` (the WALS fit's,
+            solved from every training item, the prompt's answer included) or ``"prefix"``
+            (folded in from the items before the prompt's target, as a test user's is).
+            Validation and evaluation always use the fitted vector.
         seed: Seed of sampling, batching, dropout and initialisation.
     """
 
@@ -82,6 +88,7 @@ class TrainSettings:
     history_bias: bool = Profile.history_bias
     history_bias_lr: float = 0.5
     readout: bool = Profile.readout
+    user_vectors: str = Profile.user_vectors
     seed: int = Profile.seed
 
     def __post_init__(self):
@@ -105,6 +112,9 @@ class TrainSettings:
         from llmrec_lite.fusion import check_item_logit
 
         check_item_logit(self.item_logit, self.logit_temperature, self.dense_weight)
+        if self.user_vectors not in USER_VECTORS:
+            raise ValueError(f"Invalid training setting user_vectors={self.user_vectors!r}: choose one of "
+                             f"{', '.join(USER_VECTORS)}.")
         if self.stage == 1:
             # stage 1 trains no LoRA, so its rate is moot: recorded as None, two stage-1 runs
             # that differ only there are the same run (and a finished one is reused)
@@ -146,7 +156,7 @@ class TrainSettings:
                     max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
                     item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
                     dense_weight=profile.dense_weight, history_bias=profile.history_bias,
-                    readout=profile.readout, seed=profile.seed)
+                    readout=profile.readout, user_vectors=profile.user_vectors, seed=profile.seed)
         base.update(overrides)
         return cls(**base)
 

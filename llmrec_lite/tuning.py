@@ -236,6 +236,10 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     "800 + 1200": {"samples_per_task": (800, 1200)},
     "800 + 600": {"samples_per_task": (800, 600)},
     "800 + 1200 at LoRA lr 3e-4": {"samples_per_task": (800, 1200), "stage2": {"lora_lr": 3e-4}},
+    # training prompts read a user vector folded in from the items before their target
+    # (TrainSettings.user_vectors): the fitted one has seen every training target
+    "800 + 1200 at LoRA lr 3e-4, prefix user vectors": {"samples_per_task": (800, 1200), "user_vectors": "prefix",
+                                                        "stage2": {"lora_lr": 3e-4}},
 }
 
 

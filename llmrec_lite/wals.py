@@ -269,6 +269,30 @@ def wals_loss(conf: sp.csr_matrix, user_factors, item_factors, regularization: f
 # --------------------------------------------------------------------------- the model
 
 
+def fold_in(item_factors: torch.Tensor, baskets, regularization: float, alpha: float) -> torch.Tensor:
+    """User factors for new interaction lists, the item factors held fixed.
+
+    One exact user half-step (:func:`solve_reference`): the vector WALS would give a user
+    whose only interactions were ``basket``. Training prompts use it to build the user's
+    vector from the items before the prompt's target (``user_vectors="prefix"``), so that
+    the vector never encodes the answer it is asked for, as at test time.
+
+    Args:
+        item_factors: ``(items, k)`` fitted item factors.
+        baskets: One sequence of item indices per row (repeats count, as in ``fit``).
+        regularization, alpha: The fit's ``λ`` and confidence slope.
+
+    Returns:
+        ``(len(baskets), k)`` user factors (a row of zeros for an empty basket).
+    """
+    rows = np.concatenate([np.full(len(b), r) for r, b in enumerate(baskets)]) if len(baskets) else np.zeros(0)
+    cols = np.concatenate([np.asarray(b, dtype=np.int64) for b in baskets]) if len(baskets) else np.zeros(0)
+    counts = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows.astype(np.int64), cols.astype(np.int64))),
+                           shape=(len(baskets), item_factors.shape[0]))
+    csr = ConfidenceCSR.from_scipy(confidence_matrix(counts, alpha), item_factors.device, item_factors.dtype)
+    return solve_reference(csr, item_factors, regularization)
+
+
 @dataclass
 class WALS:
     """Implicit-feedback WALS with interchangeable solvers and backends.

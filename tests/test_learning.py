@@ -442,3 +442,49 @@ def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
     chosen = next(c for c in records[0]["candidates"] if c["name"] == best)["settings"]
     assert candidate_matches(get_profile("cpu"), chosen, settings)
     assert [candidate_matches(get_profile("cpu"), s, settings) for s in settings].count(True) == 1
+
+
+def test_training_prompts_carry_their_whole_prefix_and_nothing_else_does(tiny_run):
+    enc = tiny_run.encoder(max_history=2)
+    prefixes = {(s.user, s.target): tuple(s.history.tolist()) for s in tiny_run.split.train_samples()}
+    prompts = enc.training_prompts("sequential", None, seed=0)
+    assert prompts and all(p.prefix == prefixes[(p.user, p.target)] for p in prompts)
+    assert any(len(p.prefix) > len(p.history_items) for p in prompts)  # more than the 2 items shown
+    pad = tiny_run.backbone.tokenizer.pad_token_id
+    batch = collate(prompts[:3], pad, with_response=False)
+    assert batch.prefix_items.tolist() == [i for p in prompts[:3] for i in p.prefix]
+    # validation and evaluation prompts have no prefix: their users keep the fitted vector
+    assert enc.for_user(get_template("sequential", 0), 0, "valid", with_target=True).prefix is None
+    assert enc.batch(get_template("sequential", 0), [0, 1]).prefix_batch is None
+
+
+def test_prefix_user_vectors_are_folded_in_from_the_items_before_the_target(tiny_run):
+    from llmrec_lite.wals import fold_in
+
+    fitted = tiny_run.build_model(settings(1))
+    prefix = tiny_run.build_model(settings(1, user_vectors="prefix"))
+    prefix.load_state_dict(fitted.state_dict())
+    prompts = tiny_run.encoder().training_prompts("direct", 4, seed=1)
+    batch = collate(prompts, tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    is_user = batch.slot_is_user
+    config = tiny_run.wals.config
+    expected = fold_in(tiny_run.wals.item_factors, [p.prefix for p in prompts], config.regularization, config.alpha)
+    with torch.no_grad():
+        torch.testing.assert_close(prefix.slot_vectors(batch)[is_user], prefix.projectors.user(expected))
+        # the fitted vector was solved with the answer among the user's items: it differs
+        assert not torch.allclose(fitted.slot_vectors(batch)[is_user], prefix.slot_vectors(batch)[is_user])
+        # without a prefix (evaluation) both models read the fitted vector
+        plain = tiny_run.encoder().batch(get_template("direct", 0), [0, 1])
+        torch.testing.assert_close(prefix.slot_vectors(plain), fitted.slot_vectors(plain))
+
+
+def test_user_vectors_setting_is_checked_and_recorded_only_when_it_changes_training(tiny_run):
+    with pytest.raises(ValueError, match="user_vectors"):
+        settings(1, user_vectors="future")
+    # configurations written before the setting existed stay valid for the fitted vectors
+    assert "user_vectors" not in tiny_run.config(settings(1))["train"]
+    assert tiny_run.config(settings(1, user_vectors="prefix"))["train"]["user_vectors"] == "prefix"
+    stage1 = tiny_run.train(settings(1, user_vectors="prefix", samples_per_task=8, tasks=("direct",)),
+                            show_progress=False)
+    assert stage1["steps"] > 0
+    assert tiny_run.load("item-token", 1).settings.user_vectors == "prefix"

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from llmrec_lite.wals import WALS, WALSConfig, wals_loss, confidence_matrix
+from llmrec_lite.wals import WALS, WALSConfig, confidence_matrix, fold_in, wals_loss
 
 
 def random_interactions(rng, users=40, items=30, density=0.15):
@@ -40,6 +40,32 @@ def test_loss_never_increases(rng, solver):
     losses = [h["loss"] for h in fit(m, solver=solver, iterations=10).history]
     assert all(b <= a * (1 + 1e-5) for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < losses[0]
+
+
+def test_fold_in_solves_the_user_normal_equations(rng):
+    # written out densely, independently of the sparse solvers: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u
+    items = torch.as_tensor(rng.normal(size=(30, 6)), dtype=torch.float64)
+    baskets = [[3, 7, 7, 12], [0], []]  # a repeat counts twice, as in fit; an empty basket gives 0
+    got = fold_in(items, baskets, regularization=0.3, alpha=4.0)
+    for basket, x in zip(baskets, got):
+        counts = torch.zeros(30, dtype=torch.float64)
+        for i in basket:
+            counts[i] += 1
+        c = 1 + 4.0 * counts
+        a = items.T @ (c[:, None] * items) + 0.3 * torch.eye(6, dtype=torch.float64)
+        b = items.T @ (c * (counts > 0))
+        torch.testing.assert_close(x, torch.linalg.solve(a, b))
+
+
+def test_fold_in_of_a_users_training_items_is_its_fitted_vector(rng):
+    # at convergence the fitted user factors are the fold-in of their own rows
+    matrix = random_interactions(rng)
+    model = fit(matrix, solver="batched", iterations=300)
+    csr = sp.csr_matrix(matrix)
+    rows = [slice(csr.indptr[u], csr.indptr[u + 1]) for u in range(csr.shape[0])]
+    baskets = [np.repeat(csr.indices[r], csr.data[r].astype(int)) for r in rows]  # an item r_ui times
+    got = fold_in(model.item_factors, baskets, model.config.regularization, model.config.alpha)
+    torch.testing.assert_close(got, model.user_factors, atol=1e-3, rtol=1e-3)
 
 
 def test_planted_low_rank_matrix_is_recovered():
