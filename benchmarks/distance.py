@@ -12,15 +12,24 @@ the test target's distance, without reading a real test target. Writes
 benchmarks/results/distance_<dataset>_<profile>.json (or --out) with the machine and date;
 runs are kept in --runs (default runs/distance/<dataset>) and reused when the script is run
 again. Prints one JSON line last.
+
+    python benchmarks/distance.py --dataset lastfm --add --candidates "<name>"
+
+adds candidates to the existing record (its other rows stay as measured; see
+``llmrec_lite.tuning.add_to_record``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 
+from llmrec_lite.checkpoints import read_json
+from llmrec_lite.device import describe_machine
+from llmrec_lite.fileio import write_json
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import DISTANCE_CANDIDATES, distance_tune
+from llmrec_lite.tuning import DISTANCE_CANDIDATES, add_to_record, distance_tune
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 
@@ -31,16 +40,27 @@ def main(argv=None) -> dict:
     parser.add_argument("--users", type=int, default=None, help="users scored (default: all)")
     parser.add_argument("--candidates", default=",".join(DISTANCE_CANDIDATES),
                         help="comma-separated names of DISTANCE_CANDIDATES")
+    parser.add_argument("--add", action="store_true", help="add the candidates to the existing record")
     args = parser.parse_args(argv)
 
-    profile, out, runs = record_paths(parser, args, "distance", "distance")
+    if args.add and args.overwrite:
+        parser.error("--add keeps the record's other rows, --overwrite replaces the record: pass one")
+    profile, out, runs = record_paths(parser, argparse.Namespace(**{**vars(args), "overwrite": args.overwrite or args.add}),
+                                      "distance", "distance")
+    if args.add and not out.exists():
+        parser.error(f"--add needs an existing record, and {out} does not exist")
     names = [n.strip() for n in args.candidates.split(",")]
     unknown = [n for n in names if n not in DISTANCE_CANDIDATES]
     if unknown:
         parser.error(f"unknown candidates {unknown}; known: {', '.join(DISTANCE_CANDIDATES)}")
     run = Run.open(profile, args.dataset, runs, steps_back=1)
     record = distance_tune(run, {n: DISTANCE_CANDIDATES[n] for n in names}, users=args.users, out=runs)
-    record = write_record(out, record)
+    if args.add:
+        record = add_to_record(read_json(out), record, {"machine": describe_machine(),
+                                                        "date": datetime.date.today().isoformat()})
+        write_json(out, record)  # the record keeps its own machine and date; the new rows' are under "added"
+    else:
+        record = write_record(out, record)
     print(json.dumps({"out": str(out), "best": record["best"],
                       **{c["name"]: {"far_hr@10": c["far"]["hr@10"], "far_hr@10_masked": c["far"]["hr@10_masked"],
                                      "near_hr@10": c["near"]["hr@10"], "stage1_far_hr@10": c["stage1_far"]["hr@10"],

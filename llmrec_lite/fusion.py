@@ -81,6 +81,13 @@ class FusionModel(nn.Module):
             input side (where its outputs must look like token embeddings) and the output side
             at once; the readout lets the frozen backbone's final space meet it half-way, from
             stage 1 on.
+        cf_term: Add ``w * <u, v_j>`` to every answer position's item scores: the WALS score of
+            item ``j`` for the user vector ``u`` the prompt reads, times one learned weight
+            ``w`` (starting at 0, so an untrained model is unchanged). The projected user
+            vector is in the prompt already; this term hands its dot product with the item
+            factors straight to the scores, so the LLM has to learn only what WALS misses.
+            Dense positions leave it out: the user's vector has seen the items they predict.
+            Models without CF embeddings have no such term.
         fold_in_users: ``(regularization, alpha)`` of the WALS fit: then a training prompt that
             carries its prefix (:attr:`~llmrec_lite.prompts.Rendered.prefix`) gets a user
             vector folded in from the items before its target (:func:`~llmrec_lite.wals.fold_in`)
@@ -105,6 +112,7 @@ class FusionModel(nn.Module):
         dense_weight: float = 0.0,
         history_bias: bool = False,
         readout: bool = False,
+        cf_term: bool = False,
         fold_in_users: tuple[float, float] | None = None,
     ):
         super().__init__()
@@ -114,6 +122,7 @@ class FusionModel(nn.Module):
         self.item_logit = item_logit
         self.dense_weight = float(dense_weight)
         self.history_bias = bool(history_bias)
+        self.cf_term = bool(cf_term) and use_embeddings and output == "item-token"
         self.fold_in_users = None if fold_in_users is None else (float(fold_in_users[0]), float(fold_in_users[1]))
         self.backbone = backbone
         self.output = output
@@ -157,6 +166,8 @@ class FusionModel(nn.Module):
                 self.readout.weight.copy_(torch.eye(hidden))
         # starts at 0: until trained, the history changes no score
         self.item_history_bias = nn.Parameter(torch.zeros(()), requires_grad=self._trains_history_bias())
+        # starts at 0 as well: until trained, the WALS score changes no score
+        self.item_cf_weight = nn.Parameter(torch.zeros(()), requires_grad=self.cf_term)
         # A 4-bit backbone is placed at loading and cannot be moved afterwards, so the rest of
         # the model (factors, projectors, item embeddings) joins it on the backbone's device.
         device = backbone.token_embeddings().device
@@ -235,6 +246,8 @@ class FusionModel(nn.Module):
                 p.requires_grad_(self.output == "item-token")
             elif name == "item_history_bias":
                 p.requires_grad_(self._trains_history_bias())
+            elif name == "item_cf_weight":
+                p.requires_grad_(self.cf_term)
             else:
                 p.requires_grad_(False)
 
@@ -252,6 +265,8 @@ class FusionModel(nn.Module):
             out["logit_scale"] = 1
         if self.item_history_bias.requires_grad:
             out["history_bias"] = 1
+        if self.item_cf_weight.requires_grad:
+            out["cf_weight"] = 1
         out["total"] = sum(out.values())
         return out
 
@@ -265,15 +280,25 @@ class FusionModel(nn.Module):
         vectors = torch.zeros(len(is_user), self.backbone.hidden_size, device=self.user_factors.device)
         # out-of-place index_put keeps the graph: gradients reach both projectors
         if is_user.any():
-            factors = self.user_factors[batch.slot_values[is_user]]
-            if self.fold_in_users is not None and batch.prefix_batch is not None:
-                factors = self.prefix_user_factors(batch)[batch.slot_batch[is_user]]
-            users = self.projectors.user(factors)
+            users = self.projectors.user(self.row_user_factors(batch)[batch.slot_batch[is_user]])
             vectors = vectors.to(users.dtype).index_put((is_user.nonzero().squeeze(1),), users)
         if (~is_user).any():
             items = self.projectors.item(self.item_factors[batch.slot_values[~is_user]])
             vectors = vectors.to(items.dtype).index_put(((~is_user).nonzero().squeeze(1),), items.to(vectors.dtype))
         return vectors
+
+    def row_user_factors(self, batch: Batch) -> torch.Tensor:
+        """``(batch, k)`` the CF vector of each row's user: folded in from the row's training
+        prefix (``fold_in_users`` and a training batch), else the fitted one."""
+        if self.fold_in_users is not None and batch.prefix_batch is not None:
+            return self.prefix_user_factors(batch)
+        return self.user_factors[batch.users]
+
+    def cf_scores(self, batch: Batch) -> torch.Tensor | None:
+        """``(batch, items)`` WALS scores ``<u, v_j>`` of each row's user (``None`` without ``cf_term``)."""
+        if not self.cf_term:
+            return None
+        return self.row_user_factors(batch).float() @ self.item_factors.float().T
 
     @torch.no_grad()
     def prefix_user_factors(self, batch: Batch) -> torch.Tensor:
@@ -315,12 +340,14 @@ class FusionModel(nn.Module):
         return F.normalize(items, dim=-1) if self.item_logit == "cosine" else items
 
     def item_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None,
-                    seen: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    cf: torch.Tensor | None = None) -> torch.Tensor:
         """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue.
 
         Args:
             seen: ``(row, item)`` index pairs of the items each row's prompt shows; with
                 ``history_bias`` their logits get the learned offset.
+            cf: ``(rows, items)`` WALS scores (:meth:`cf_scores`), added times the learned weight.
         """
         items = self.item_matrix() if items is None else items
         # float32 even under autocast: bfloat16 scores would tie thousands of items, and ties
@@ -337,6 +364,8 @@ class FusionModel(nn.Module):
                 shown = torch.zeros_like(logits, dtype=torch.bool)
                 shown[seen[0].to(logits.device), seen[1].to(logits.device)] = True
                 logits = logits + self.item_history_bias * shown
+            if cf is not None:
+                logits = logits + self.item_cf_weight * cf.to(logits.device)
             return logits
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
@@ -359,7 +388,7 @@ class FusionModel(nn.Module):
         Args:
             items: :meth:`item_matrix`, when the caller computed it once for many batches.
         """
-        return self.item_logits(self.last_hidden(batch), items, seen_pairs(batch))
+        return self.item_logits(self.last_hidden(batch), items, seen_pairs(batch), self.cf_scores(batch))
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
@@ -393,7 +422,7 @@ class FusionModel(nn.Module):
         if self.output == "item-token":
             states = self.hidden_states(batch)
             items = self.item_matrix()
-            scores = self.item_logits(states[:, -1], items, seen_pairs(batch))
+            scores = self.item_logits(states[:, -1], items, seen_pairs(batch), self.cf_scores(batch))
             answer = F.cross_entropy(scores, batch.targets)
             loss = answer
             if self.dense_weight > 0 and batch.next_items is not None and len(batch.next_items):

@@ -80,6 +80,8 @@ class Profile:
             the text-id side only as its stage-2 row with CF embeddings, sequential task, seen
             template, on the first results dataset; the item-token rows everywhere, with the
             full task/template grid on the first results dataset only.
+        cf_term: Item-token scores add a learned multiple of the WALS score ``<u, v_j>`` of the
+            user vector the prompt reads (answer position only).
         user_vectors: The user's CF vector in training prompts: ``"fitted"`` (WALS's, which has
             seen the prompt's answer) or ``"prefix"`` (folded in from the items before it).
         cf_weight: Late fusion (:mod:`llmrec_lite.late_fusion`): the results add a row where the
@@ -136,6 +138,7 @@ class Profile:
     lora_lr: float | None = None
     projector_lr: float | None = None
     evaluation_grid: str = "full"
+    cf_term: bool = False
     user_vectors: str = "fitted"
     cf_weight: float = 0.0
 

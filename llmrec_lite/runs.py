@@ -355,20 +355,27 @@ class Run:
         return Trained(model, settings, self.encoder().with_config(prompt), stage)
 
 
+# settings added after runs were recorded, at the value that trains as before
+LATER_SETTINGS = {"user_vectors": "fitted", "cf_term": False}
+
+
 def train_record(settings: TrainSettings) -> dict:
-    """The stage's settings as its configuration records them. ``user_vectors`` is written only
-    when it is not ``"fitted"``: configurations written before it existed stay equal to new
-    ones with the same training (a finished stage is still recognised and reused)."""
+    """The stage's settings as its configuration records them. A setting of
+    :data:`LATER_SETTINGS` is written only when it changes training: configurations written
+    before it existed stay equal to new ones with the same training (a finished stage is
+    still recognised and reused)."""
     record = asdict(settings)
-    if record["user_vectors"] == "fitted":
-        del record["user_vectors"]
+    for key, value in LATER_SETTINGS.items():
+        if record[key] == value:
+            del record[key]
     return record
 
 
 def head_settings(settings: TrainSettings) -> dict:
     """The item-token head's constructor arguments of :class:`~llmrec_lite.fusion.FusionModel`."""
     return {"item_logit": settings.item_logit, "logit_temperature": settings.logit_temperature,
-            "dense_weight": settings.dense_weight, "history_bias": settings.history_bias, "readout": settings.readout}
+            "dense_weight": settings.dense_weight, "history_bias": settings.history_bias, "readout": settings.readout,
+            "cf_term": settings.cf_term}
 
 
 def data_identity(data) -> dict:

@@ -50,6 +50,8 @@ class TrainSettings:
         history_bias: A learned offset on the scores of the items the prompt shows (item-token side).
         history_bias_lr: Its learning rate (own group, no decay): the offset must travel several
             logit units in a few hundred steps.
+        cf_term: Item-token scores add a learned multiple of the WALS score of the prompt's user
+            (see :class:`~llmrec_lite.fusion.FusionModel`); its rate is ``history_bias_lr``.
         readout: A learned linear map (from the identity) between the last hidden state and the
             item vectors (item-token side).
         user_vectors: The user's CF vector in training prompts: ``"fitted"`` (the WALS fit's,
@@ -88,6 +90,7 @@ class TrainSettings:
     history_bias: bool = Profile.history_bias
     history_bias_lr: float = 0.5
     readout: bool = Profile.readout
+    cf_term: bool = Profile.cf_term
     user_vectors: str = Profile.user_vectors
     seed: int = Profile.seed
 
@@ -156,7 +159,8 @@ class TrainSettings:
                     max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
                     item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
                     dense_weight=profile.dense_weight, history_bias=profile.history_bias,
-                    readout=profile.readout, user_vectors=profile.user_vectors, seed=profile.seed)
+                    readout=profile.readout, cf_term=profile.cf_term, user_vectors=profile.user_vectors,
+                    seed=profile.seed)
         base.update(overrides)
         return cls(**base)
 

@@ -238,8 +238,13 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     "800 + 1200 at LoRA lr 3e-4": {"samples_per_task": (800, 1200), "stage2": {"lora_lr": 3e-4}},
     # training prompts read a user vector folded in from the items before their target
     # (TrainSettings.user_vectors): the fitted one has seen every training target
-    "800 + 1200 at LoRA lr 3e-4, prefix user vectors": {"samples_per_task": (800, 1200), "user_vectors": "prefix",
+    "800 + 1200 at LoRA lr 3e-4 + prefix user vectors": {"samples_per_task": (800, 1200), "user_vectors": "prefix",
                                                         "stage2": {"lora_lr": 3e-4}},
+    # the WALS score of the prompt's user vector added to the item scores with a learned weight
+    # (TrainSettings.cf_term), with leak-free user vectors so that the weight is learned from
+    # WALS scores that have not seen the answer
+    "800 + 1200 at LoRA lr 3e-4 + prefix user vectors + CF term": {
+        "samples_per_task": (800, 1200), "user_vectors": "prefix", "cf_term": True, "stage2": {"lora_lr": 3e-4}},
 }
 
 
@@ -320,7 +325,6 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
             "stage 2 - stage 1 (far)": {"hr@10": paired_bootstrap(far.ranks, far1.ranks),
                                         "hr@10_masked": paired_bootstrap(far.other_ranks, far1.other_ranks)},
         })
-    best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
     return {
         **record_header(run, "distance"),
         "steps_back": run.steps_back,
@@ -330,8 +334,36 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
         "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
         "rule": "trained on every sequence less its last item; chosen by stage-2 HR@10 on the far target, then masked",
         "candidates": rows,
-        "best": best["name"],
+        "best": distance_best(rows),
     }
+
+
+def distance_best(rows: list[dict]) -> str:
+    """The distance record's rule: the best stage-2 HR@10 on the far target, then masked."""
+    return max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))["name"]
+
+
+def add_to_record(record: dict, new: dict, measured: dict) -> dict:
+    """A distance record with ``new``'s candidates added (a candidate of the same name replaced).
+
+    The earlier rows stay as they were measured: a candidate's settings can name profile
+    defaults that changed since (the profile now takes a choice of the record itself), so
+    running it again would train something else. ``measured`` (machine and date of the new
+    rows) is listed under ``"added"``; ``best`` follows the record's rule over every row.
+
+    Raises:
+        ValueError: the two records were not measured alike (dataset, profile, backbone,
+            shift, users, head).
+    """
+    same = ("record", "dataset", "profile", "backbone", "steps_back", "users", "head", "targets", "rule")
+    differ = [k for k in same if record.get(k) != new.get(k)]
+    if differ:
+        raise ValueError(f"The new rows were measured differently from the record ({', '.join(differ)} differ); "
+                         "make a new record instead (--overwrite).")
+    names = [c["name"] for c in new["candidates"]]
+    rows = [c for c in record["candidates"] if c["name"] not in names] + new["candidates"]
+    added = list(record.get("added", [])) + [{"candidates": names, **measured}]
+    return {**record, "candidates": rows, "best": distance_best(rows), "added": added}
 
 
 def distance_ranking(records: list[dict]) -> list[tuple[str, float, float]]:

@@ -328,7 +328,7 @@ def _shifted_runs(tmp_path, last_items):
 
 
 def test_distance_record_never_reads_a_real_test_target(tmp_path):
-    from llmrec_lite.tuning import distance_ranking, distance_table, distance_tune
+    from llmrec_lite.tuning import add_to_record, distance_best, distance_ranking, distance_table, distance_tune
 
     first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
     # the shifted run's test target is the real validation target, its training ends one item earlier
@@ -347,6 +347,17 @@ def test_distance_record_never_reads_a_real_test_target(tmp_path):
     assert json_of(runs / "8-8-slow-lora/item-token/stage1/config.json") == json_of(runs / "8-8/item-token/stage1/config.json")
     assert json_of(runs / "8-8-slow-lora/item-token/stage2/config.json")["train"]["lora_lr"] == 1e-4
     assert [r[0] for r in distance_ranking([a, b])][0] == a["best"] and len(distance_table(a)) == 3
+    # a candidate added later joins the record; the earlier rows stay as measured
+    extra = distance_tune(first, {"8 + 8 prefix": {"samples_per_task": (8, 8), "user_vectors": "prefix"}},
+                          show_progress=False)
+    assert json_of(runs / "8-8-prefix/item-token/stage1/config.json")["train"]["user_vectors"] == "prefix"
+    merged = add_to_record(a, extra, {"date": "today"})
+    assert [c["name"] for c in merged["candidates"]] == [*candidates, "8 + 8 prefix"]
+    assert merged["candidates"][:3] == a["candidates"]
+    assert merged["added"] == [{"candidates": ["8 + 8 prefix"], "date": "today"}]
+    assert merged["best"] == distance_best(merged["candidates"])
+    with pytest.raises(ValueError, match="users"):
+        add_to_record(a, {**extra, "users": 1}, {})
 
 
 def test_fusion_record_never_reads_a_real_test_target(tmp_path):
@@ -488,3 +499,25 @@ def test_user_vectors_setting_is_checked_and_recorded_only_when_it_changes_train
                             show_progress=False)
     assert stage1["steps"] > 0
     assert tiny_run.load("item-token", 1).settings.user_vectors == "prefix"
+
+
+def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path):
+    model = tiny_run.build_model(settings(1, cf_term=True))
+    plain = tiny_run.build_model(settings(1))
+    plain.load_state_dict(model.state_dict(), strict=False)
+    batch = tiny_run.encoder().batch(get_template("sequential", 0), [0, 1])
+    wals = tiny_run.wals.user_factors[[0, 1]] @ tiny_run.wals.item_factors.T
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_items(batch), plain.score_items(batch))  # starts at w = 0
+        model.item_cf_weight.fill_(2.0)
+        torch.testing.assert_close(model.score_items(batch) - plain.score_items(batch), 2.0 * wals)
+    # it trains in both stages, is saved and loaded; models without CF embeddings have no such term
+    common = dict(cf_term=True, samples_per_task=8, tasks=("sequential",), lr=1e-2)
+    tiny_run.train(settings(1, **common), show_progress=False)
+    tiny_run.train(settings(2, **common), show_progress=False)
+    trained = tiny_run.load("item-token", 2).model
+    assert trained.cf_term and trained.item_cf_weight.item() != 0.0
+    assert "cf_weight" in trained.trainable_parameters()
+    no_cf = TrainSettings.from_profile(PROFILE, 1, "item-token-text", cf_term=True)
+    assert not tiny_run.build_model(no_cf).cf_term
+    assert "cf_term" not in tiny_run.config(settings(1))["train"]
