@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec_lite.metrics import evaluate_scorer
+from llmrec_lite.metrics import evaluate_dot_product, evaluate_scorer
 
 
 def popularity_scores(split) -> np.ndarray:
@@ -62,3 +62,34 @@ def classic_baselines(split, wals, users=None, targets: str = "test", bpr_factor
     """Popularity, WALS dot product and BPR-MF on the same users and rule, keyed by row label."""
     return {CLASSIC[name]: evaluate_scorer(fn, split, users, targets)[0]
             for name, fn in classic_scorers(split, wals, bpr_factors, seed).items()}
+
+
+def answer_leak(split, wals, samples: int = 2000, k: int = 10, seed: int = 0) -> dict:
+    """How much a fitted WALS user vector knows about the answers of training prompts.
+
+    WALS solves each user's vector from all of that user's training items, so a training
+    prompt's answer (a later training item) helped make the vector the prompt reads; a test
+    prompt's answer never did. For a seeded sample of training prefixes this scores the
+    answer by the WALS dot product, the prefix masked, with the fitted vector and with the
+    vector folded in from the prefix alone (:func:`~llmrec_lite.wals.fold_in`), beside the
+    validation targets of every user (fitted vector, history masked): no test target is read.
+
+    Returns:
+        ``{"fitted": HR@k, "prefix": HR@k, "valid": HR@k, "samples": n, "k": k}``.
+    """
+    from llmrec_lite.metrics import target_ranks
+    from llmrec_lite.wals import fold_in
+
+    prefixes = list(split.train_samples())
+    rng = np.random.default_rng(seed)
+    chosen = [prefixes[i] for i in sorted(rng.choice(len(prefixes), size=min(samples, len(prefixes)), replace=False))]
+    items = wals.item_factors
+    users = torch.as_tensor([s.user for s in chosen])
+    answers = [s.target for s in chosen]
+    histories = [s.history for s in chosen]
+    folded = fold_in(items, histories, wals.config.regularization, wals.config.alpha)
+    hit = lambda ranks: float(np.mean(ranks < k))  # noqa: E731
+    valid = evaluate_dot_product(wals.user_factors, items, split, targets="valid", ks=(k,))[f"hr@{k}_masked"]
+    return {"fitted": hit(target_ranks(wals.user_factors[users] @ items.T, answers, exclude=histories)),
+            "prefix": hit(target_ranks(folded @ items.T, answers, exclude=histories)),
+            "valid": float(valid), "samples": len(chosen), "k": k}

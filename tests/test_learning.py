@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import needs_real_data
 from llmrec_lite.data import InteractionData
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import collate
@@ -521,3 +522,25 @@ def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path)
     no_cf = TrainSettings.from_profile(PROFILE, 1, "item-token-text", cf_term=True)
     assert not tiny_run.build_model(no_cf).cf_term
     assert "cf_term" not in tiny_run.config(settings(1))["train"]
+
+
+def test_answer_leak_reads_no_test_target(tiny_run):
+    from llmrec_lite.baselines import answer_leak
+
+    got = answer_leak(tiny_run.split, tiny_run.wals, samples=50)
+    assert got == answer_leak(_with_other_test_targets(tiny_run).split, tiny_run.wals, samples=50)
+    assert got["samples"] == min(50, tiny_run.split.num_train_samples) and 0 <= got["prefix"] <= 1
+
+
+@needs_real_data
+def test_fitted_user_vectors_know_the_training_answers_on_lastfm():
+    # the reason for user_vectors="prefix": on LastFM the fitted vector ranks a training
+    # prompt's answer in the top 10 far more often than the vector folded in from its prefix
+    from llmrec_lite.baselines import answer_leak
+    from llmrec_lite.data import load_dataset
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    split = LeaveOneOutSplit.from_data(load_dataset("lastfm"))
+    wals = WALS(WALSConfig.from_profile(get_profile("cpu"))).fit(split.train_matrix(), show_progress=False)
+    got = answer_leak(split, wals, samples=1000)
+    assert got["fitted"] > got["prefix"] + 0.05 and got["prefix"] > got["valid"]
