@@ -64,11 +64,9 @@ def item_token_scores(model, batch, items: torch.Tensor | None = None, bf16: boo
     ``bf16`` (as in training), the scores themselves in float32 (see
     :meth:`~llmrec_lite.fusion.FusionModel.item_logits`)."""
     device = model.user_factors.device
-    from llmrec_lite.fusion import seen_pairs
-
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         hidden = model.last_hidden(batch)
-    return model.item_logits(hidden, items, seen_pairs(batch)).float().cpu()
+    return model.answer_scores(hidden, batch, items).float().cpu()
 
 
 def _unpack(trained, encoder):

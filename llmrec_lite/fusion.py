@@ -388,7 +388,13 @@ class FusionModel(nn.Module):
         Args:
             items: :meth:`item_matrix`, when the caller computed it once for many batches.
         """
-        return self.item_logits(self.last_hidden(batch), items, seen_pairs(batch), self.cf_scores(batch))
+        return self.answer_scores(self.last_hidden(batch), batch, items)
+
+    def answer_scores(self, hidden: torch.Tensor, batch: Batch, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, items)`` item scores of each row's answer position from its hidden state
+        ``(batch, hidden)``, with every term of the head (history offset, CF term): the one
+        place training, validation and evaluation score an answer."""
+        return self.item_logits(hidden, items, seen_pairs(batch), self.cf_scores(batch))
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
@@ -422,7 +428,7 @@ class FusionModel(nn.Module):
         if self.output == "item-token":
             states = self.hidden_states(batch)
             items = self.item_matrix()
-            scores = self.item_logits(states[:, -1], items, seen_pairs(batch), self.cf_scores(batch))
+            scores = self.answer_scores(states[:, -1], batch, items)
             answer = F.cross_entropy(scores, batch.targets)
             loss = answer
             if self.dense_weight > 0 and batch.next_items is not None and len(batch.next_items):

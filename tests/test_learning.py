@@ -503,6 +503,8 @@ def test_user_vectors_setting_is_checked_and_recorded_only_when_it_changes_train
 
 
 def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path):
+    from llmrec_lite.evaluate import item_token_scores
+
     model = tiny_run.build_model(settings(1, cf_term=True))
     plain = tiny_run.build_model(settings(1))
     plain.load_state_dict(model.state_dict(), strict=False)
@@ -512,6 +514,8 @@ def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path)
         torch.testing.assert_close(model.score_items(batch), plain.score_items(batch))  # starts at w = 0
         model.item_cf_weight.fill_(2.0)
         torch.testing.assert_close(model.score_items(batch) - plain.score_items(batch), 2.0 * wals)
+        # evaluation scores with the same head (it once left the term out)
+        torch.testing.assert_close(item_token_scores(model, batch, model.item_matrix()), model.score_items(batch))
     # it trains in both stages, is saved and loaded; models without CF embeddings have no such term
     common = dict(cf_term=True, samples_per_task=8, tasks=("sequential",), lr=1e-2)
     tiny_run.train(settings(1, **common), show_progress=False)
