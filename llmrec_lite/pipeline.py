@@ -175,7 +175,8 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
     """Stage 2 against stage 1, and stage 2 and stage 1 against the no-CF model (item-token
     side, sequential task, seen template, unmasked and masked): the HR@10 difference over the same users with its
     paired bootstrap 95% interval (from the cached evaluations). With a late-fusion weight
-    (``Profile.cf_weight``), also the fused scores against stage 2 alone and against WALS."""
+    (``Profile.cf_weight``), also the fused scores against stage 2 alone and against WALS.
+    Always stage 2 against the WALS dot product whose vectors it reads (does the LLM add to them?)."""
     from llmrec_lite.metrics import paired_bootstrap
 
     def ranks(variant, stage):
@@ -196,10 +197,11 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
         if not np.array_equal(one.users, other.users):
             raise ValueError("Paired comparisons need both models evaluated on the same users.")
         add(name, (one.ranks, one.other_ranks), (other.ranks, other.other_ranks))
+    alone = ranks(ITEM_TOKEN, 2)
+    add("stage 2 - WALS", (alone.ranks, alone.other_ranks), wals_ranks(run, alone.users))
     if run.profile.cf_weight:
         fused = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
                                 cf_weight=run.profile.cf_weight)
-        alone = ranks(ITEM_TOKEN, 2)
         add("late fusion - stage 2", (fused.ranks, fused.other_ranks), (alone.ranks, alone.other_ranks))
         add("late fusion - WALS", (fused.ranks, fused.other_ranks), wals_ranks(run, fused.users))
     return out

@@ -457,6 +457,7 @@ def grid_sentence(profile, names: dict[str, str]) -> str:
 
 # the comparisons :func:`llmrec_lite.pipeline.paired_comparisons` writes
 S2_VS_S1, S2_VS_NOCF, S1_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddings", "stage 1 - no CF embeddings"
+S2_VS_WALS = "stage 2 - WALS"
 # with a late-fusion weight (Profile.cf_weight), also these two
 FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}

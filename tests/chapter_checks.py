@@ -170,6 +170,12 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         sentence = glued[glue_name]
         assert f"[{lo:+.4f}, {hi:+.4f}]" in sentence and sentence.endswith(R.PAIRED_WORDS[entry["verdict"]]), sentence
         assert sentence.startswith(f"on {data.display_name}, ")
+    # stage 2 against the WALS dot product, masked: the glued sentence is the record's entry
+    entry = R.find_paired(result["paired"], R.S2_VS_WALS, "masked")
+    assert entry is not None and entry["users"] == len(users)
+    assert close(entry["difference"], float(np.mean(np.array(stage2["other_ranks"]) < 10))
+                 - wals_row["hr@10_masked"])
+    assert f"[{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]" in glued["paired_s2_wals_masked"]
 
     # SASRec: the row's numbers, recomputed from the saved model on the same users
     from llmrec_lite.sasrec import evaluate_sasrec, load_sasrec
