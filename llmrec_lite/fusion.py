@@ -291,7 +291,10 @@ class FusionModel(nn.Module):
         """``(batch, k)`` the CF vector of each row's user: folded in from the row's training
         prefix (``fold_in_users`` and a training batch), else the fitted one."""
         if self.fold_in_users is not None and batch.prefix_batch is not None:
-            return self.prefix_user_factors(batch)
+            # the input slots and the CF term both read them: fold in once per batch
+            if "prefix_user_factors" not in batch.extras:
+                batch.extras["prefix_user_factors"] = self.prefix_user_factors(batch)
+            return batch.extras["prefix_user_factors"]
         return self.user_factors[batch.users]
 
     def cf_scores(self, batch: Batch) -> torch.Tensor | None:
