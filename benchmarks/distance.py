@@ -45,10 +45,7 @@ def main(argv=None) -> dict:
 
     if args.add and args.overwrite:
         parser.error("--add keeps the record's other rows, --overwrite replaces the record: pass one")
-    profile, out, runs = record_paths(parser, argparse.Namespace(**{**vars(args), "overwrite": args.overwrite or args.add}),
-                                      "distance", "distance")
-    if args.add and not out.exists():
-        parser.error(f"--add needs an existing record, and {out} does not exist")
+    profile, out, runs = record_paths(parser, args, "distance", "distance", adding=args.add)
     names = [n.strip() for n in args.candidates.split(",")]
     unknown = [n for n in names if n not in DISTANCE_CANDIDATES]
     if unknown:

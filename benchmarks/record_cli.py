@@ -22,12 +22,16 @@ def add_record_args(parser: argparse.ArgumentParser, runs_kind: str, runs_help: 
     parser.add_argument("--overwrite", action="store_true", help="replace an existing record")
 
 
-def record_paths(parser: argparse.ArgumentParser, args, kind: str, runs_kind: str):
+def record_paths(parser: argparse.ArgumentParser, args, kind: str, runs_kind: str, adding: bool = False):
     """``(profile, record file, runs folder)``; refuses (a usage error) to replace a finished
-    record without ``--overwrite``. The record goes to benchmarks/results/<kind>_<dataset>_<profile>.json."""
+    record without ``--overwrite``, and to add to one that does not exist (``adding``: the
+    script keeps the record's rows and adds its own). The record goes to
+    benchmarks/results/<kind>_<dataset>_<profile>.json."""
     profile = get_profile(args.profile)
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{kind}_{args.dataset}_{profile.name}.json"
-    if out.exists() and not args.overwrite:
+    if adding and not out.exists():
+        parser.error(f"--add needs an existing record, and {out} does not exist")
+    if out.exists() and not (args.overwrite or adding):
         parser.error(f"{out} holds a finished record; pass --overwrite to replace it, or --out elsewhere")
     runs = Path(args.runs) if args.runs else Path("runs") / runs_kind / args.dataset
     return profile, out, runs

@@ -548,3 +548,26 @@ def test_fitted_user_vectors_know_the_training_answers_on_lastfm():
     wals = WALS(WALSConfig.from_profile(get_profile("cpu"))).fit(split.train_matrix(), show_progress=False)
     got = answer_leak(split, wals, samples=1000)
     assert got["fitted"] > got["prefix"] + 0.05 and got["prefix"] > got["valid"]
+
+
+def test_record_scripts_refuse_to_replace_or_add_to_the_wrong_record(tmp_path, monkeypatch, capsys):
+    """A finished record is never replaced without --overwrite, --add needs a record to add to,
+    and the two flags together are a usage error (each before any training starts)."""
+    import sys
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "distance", raising=False)
+    import distance
+
+    out = tmp_path / "record.json"
+    runs = str(tmp_path / "runs")
+    for argv, message in [(["--add"], "--add needs an existing record"),
+                          (["--add", "--overwrite"], "pass one")]:
+        with pytest.raises(SystemExit):
+            distance.main(["--out", str(out), "--runs", runs, *argv])
+        assert message in capsys.readouterr().err
+    out.write_text("{}")
+    with pytest.raises(SystemExit):
+        distance.main(["--out", str(out), "--runs", runs])
+    assert "holds a finished record" in capsys.readouterr().err
+    assert out.read_text() == "{}" and not (tmp_path / "runs").exists()
