@@ -59,10 +59,15 @@ def run_dir(profile_name: str, dataset: str):
 
 def recorded_source(record: dict, extra: str = "") -> str:
     """``RECORDED, not run in this build: FILE, DATE, MACHINE (N cores EXTRA)``: the line a
-    chapter prints above a record it reads (from :func:`recorded_results`)."""
-    m = record["machine"]
-    machine = m.get("cpu_model") or m.get("gpu") or m["processor"]
-    return f"RECORDED, not run in this build: {record['file']}, {record['date']}, {machine} ({m['cpu_count']} cores{extra})"
+    chapter prints above a record it reads (from :func:`recorded_results`), followed by
+    ``; added DATE, MACHINE: CANDIDATES`` for rows added later (``benchmarks/distance.py --add``)."""
+    def where(m):
+        return f"{m.get('cpu_model') or m.get('gpu') or m['processor']} ({m['cpu_count']} cores{extra})"
+
+    line = f"RECORDED, not run in this build: {record['file']}, {record['date']}, {where(record['machine'])}"
+    for added in record.get("added", []):
+        line += f"; added {added['date']}, {where(added['machine'])}: {', '.join(added['candidates'])}"
+    return line
 
 
 def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:

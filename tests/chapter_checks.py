@@ -142,6 +142,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert close(glued["dist_s2_drop"], glued["dist_s2_valid"] - glued["dist_s2_test"])
     assert close(glued["dist_wals_drop"], glued["dist_wals_valid"] - glued["dist_wals_test"])
     assert glued["dist_verdict"] == ("more" if glued["dist_s2_drop"] > glued["dist_wals_drop"] else "no more")
+    assert glued["dist_valid_vs_test"] == ("does better" if glued["dist_s2_drop"] > 0 else "does no better")
+    assert glued["dist_change"] == ("loses" if glued["dist_s2_drop"] > 0 else "gains")
     wals_row = next(r for r in rows if r["variant"] == "classic" and r["model"] == "WALS (dot product)")
     assert close(glued["dist_wals_test"], wals_row["hr@10_masked"])
 
@@ -253,7 +255,9 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["openp5_samples"] == 2 * per_task * len(TrainSettings.from_profile(gpu, 1, TEXT_ID).tasks) * gpu.epochs
     assert close(glued["openp5_ratio"], glued["openp5_samples"] / max(glued["text_samples"], 1))
     assert glued["openp5_share"] == gpu.sample_ratio and glued["openp5_epochs"] == gpu.epochs
-    assert glued["lr"] == profile.lr and glued["openp5_lr"] == gpu.lr
+    for note, p in ((glued["lr_note"], profile), (glued["openp5_lr_note"], gpu)):
+        assert note.startswith(f"learning rate {p.lr:g}")
+        assert ("LoRA's adapters" in note) == bool(p.lora_lr) and (not p.lora_lr or note.endswith(f"{p.lora_lr:g}"))
 
     # validation losses: the recorded ones
     val_cf = recorded[(ITEM_TOKEN.name, 2)]["final_val_loss"]
@@ -369,6 +373,10 @@ def check_05_training(glued, run_root):
         assert 0 < glued[key] < 50, key
     gpu = __import__("llmrec_lite.profiles", fromlist=["get_profile"]).get_profile("gpu")
     assert glued["gpu_steps"] == TrainSettings.from_profile(gpu, 1, "item-token").total_steps(split.num_train_samples) > 0
+    assert f"from {split.num_train_samples:,} training prefixes" in glued["prefix_draws"]
+    fitted, valid = float(glued["leak_fitted"]), float(glued["leak_valid"])
+    if fitted != valid:  # glued rounded to 3 places; the verdict reads the unrounded shares
+        assert glued["leak_cue"].startswith("stronger" if fitted > valid else "no stronger")
 
 
 def check_06_evaluation(glued, run_root):

@@ -387,3 +387,15 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     assert glued["paired_s2_s1"].count("above zero") == 2 and glued["paired_s1_nocf"].count("above zero") == 2
     assert glued["paper_claim_name"] == "Beauty" and glued["paper_sasrec_hr5"] == 0.0387
     assert "On Beauty" in glued["sasrec_published"] and "On LastFM" in glued["sasrec_published"]
+
+
+def test_recorded_source_names_the_record_and_every_later_addition():
+    from llmrec_lite.book import recorded_source
+
+    intel = {"cpu_model": "Intel Xeon", "cpu_count": 2, "processor": "x86_64"}
+    amd = {"cpu_model": "AMD EPYC", "cpu_count": 2, "processor": "x86_64"}
+    record = {"file": "distance_lastfm_cpu.json", "date": "2026-11-28", "machine": intel}
+    assert recorded_source(record, ", bfloat16") == ("RECORDED, not run in this build: distance_lastfm_cpu.json, "
+                                                     "2026-11-28, Intel Xeon (2 cores, bfloat16)")
+    record["added"] = [{"date": "2026-11-29", "machine": amd, "candidates": ["a", "b"]}]
+    assert recorded_source(record).endswith("2026-11-28, Intel Xeon (2 cores); added 2026-11-29, AMD EPYC (2 cores): a, b")
