@@ -106,7 +106,7 @@ def item_token_batches(model, encoder, task: str, template: str | int, targets: 
 def evaluate_item_token(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
                         targets: str = "test", users=None, batch_size: int = 32, ks=DEFAULT_KS, top: int = 10,
                         mask_history: bool = False, bf16: bool | None = None, cf_weight: float = 0.0,
-                        show_progress: bool = True) -> Evaluation:
+                        user_factors: torch.Tensor | None = None, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
 
     Args:
@@ -122,6 +122,9 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
             (``_masked`` or ``_unmasked``).
         bf16: Run the backbone under bfloat16 autocast (``None``: as the model was trained).
         cf_weight: Late fusion with the WALS score (:mod:`llmrec_lite.late_fusion`; 0: the model alone).
+        user_factors: ``(users, k)`` user vectors the prompts read (and late fusion scores
+            with) instead of the fitted ones, e.g.
+            :func:`~llmrec_lite.wals.history_user_factors` for ``targets``.
 
     The work is done once (:func:`item_token_batches`), and both rules' ranks come from the
     same scores.
@@ -134,14 +137,15 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     gold_items = split.target_items(check_targets(targets))
     ranks, masked, tops, order = [], [], [], []
     start = time.perf_counter()
-    for chunk, scores in item_token_batches(model, encoder, task, template, targets, users, batch_size, bf16,
-                                            cf_weight, show_progress):
-        gold = gold_items[chunk]
-        histories = [split.history(int(u), targets) for u in chunk]
-        ranks.append(target_ranks(scores, gold))
-        masked.append(target_ranks(scores, gold, exclude=histories))
-        tops.append(top_k(scores, top, exclude=histories if mask_history else None))
-        order.append(chunk)
+    with model.reading_users(user_factors):
+        for chunk, scores in item_token_batches(model, encoder, task, template, targets, users, batch_size, bf16,
+                                                cf_weight, show_progress):
+            gold = gold_items[chunk]
+            histories = [split.history(int(u), targets) for u in chunk]
+            ranks.append(target_ranks(scores, gold))
+            masked.append(target_ranks(scores, gold, exclude=histories))
+            tops.append(top_k(scores, top, exclude=histories if mask_history else None))
+            order.append(chunk)
     seconds = time.perf_counter() - start
     # back to the order of ``users``
     position = {int(u): i for i, u in enumerate(np.concatenate(order))}
@@ -217,12 +221,14 @@ def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1
 @torch.no_grad()
 def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: str | int = "seen",
                      targets: str = "test", users=None, batch_size: int = 16, num_beams: int = 10,
-                     mask_history: bool = False, ks=DEFAULT_KS, trie=None, show_progress: bool = True) -> Evaluation:
+                     mask_history: bool = False, ks=DEFAULT_KS, trie=None, user_factors: torch.Tensor | None = None,
+                     show_progress: bool = True) -> Evaluation:
     """Top-``num_beams`` lists by trie-constrained beam search for a text-id model.
 
     The beams are the ranking: an item outside them counts as a miss at every K up to
     ``num_beams`` (OpenP5's protocol). ``mask_history`` forbids the user's history items
     in the search (its metrics are reported under the plain keys, with ``masked: true``).
+    ``user_factors``: as in :func:`evaluate_item_token`.
     """
     from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
@@ -235,11 +241,12 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
     tops = []
     start = time.perf_counter()
     model.eval()
-    for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, model.user_factors.device, "beam search",
-                                        show_progress):
-        exclude = [split.history(int(u), targets) for u in chunk] if mask_history else None
-        items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams, exclude=exclude)
-        tops.append(items.cpu().numpy())
+    with model.reading_users(user_factors):
+        for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, model.user_factors.device, "beam search",
+                                            show_progress):
+            exclude = [split.history(int(u), targets) for u in chunk] if mask_history else None
+            items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams, exclude=exclude)
+            tops.append(items.cpu().numpy())
     seconds = time.perf_counter() - start
     top_items = np.concatenate(tops)
     ranks = ranks_from_lists(top_items, gold_items[users])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -93,8 +94,9 @@ class FusionModel(nn.Module):
             vector folded in from the items before its target (:func:`~llmrec_lite.wals.fold_in`)
             instead of the fitted one. The fitted vector was solved from every training item,
             the prompt's answer included, so it encodes the answer it is asked for; at test
-            time it never does. Prompts without a prefix (validation, evaluation) use the
-            fitted vector, which is the fold-in of exactly the history they show.
+            time it never does. Prompts without a prefix (validation, evaluation) read
+            :attr:`user_factors`: the fitted vectors, solved from the training part alone,
+            unless evaluation swaps in others (:meth:`reading_users`).
     """
 
     def __init__(
@@ -286,6 +288,29 @@ class FusionModel(nn.Module):
             items = self.projectors.item(self.item_factors[batch.slot_values[~is_user]])
             vectors = vectors.to(items.dtype).index_put(((~is_user).nonzero().squeeze(1),), items.to(vectors.dtype))
         return vectors
+
+    @contextmanager
+    def reading_users(self, user_factors: torch.Tensor | None):
+        """Within the block, prompts read ``user_factors`` (``(users, k)``) instead of the
+        fitted vectors, in their slots and in the CF term; ``None`` changes nothing.
+        Evaluation uses it for user vectors folded in from each prompt's whole history
+        (:func:`~llmrec_lite.wals.history_user_factors`).
+
+        Raises:
+            ValueError: If the shape is not the fitted factors' (another split or WALS fit).
+        """
+        if user_factors is None:
+            yield self
+            return
+        fitted = self.user_factors
+        if tuple(user_factors.shape) != tuple(fitted.shape):
+            raise ValueError(f"User factors of shape {tuple(user_factors.shape)} cannot replace this model's "
+                             f"{tuple(fitted.shape)}: compute them from the split and WALS fit the model was built on.")
+        self.user_factors = user_factors.to(fitted.device, fitted.dtype)
+        try:
+            yield self
+        finally:
+            self.user_factors = fitted
 
     def row_user_factors(self, batch: Batch) -> torch.Tensor:
         """``(batch, k)`` the CF vector of each row's user: folded in from the row's training

@@ -555,38 +555,14 @@ def fusion_sweep(run, weights=FUSION_WEIGHTS, candidate: str | None = None, user
         weight against 0 on the far target; ``best`` has the best far HR@10 (then masked).
     """
     import numpy as np
-    import torch
 
-    from llmrec_lite.evaluate import evaluation_users, item_token_batches
-    from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
+    from llmrec_lite.late_fusion import check_cf_weight, fuse_scores
     from llmrec_lite.metrics import metrics_from_ranks, paired_bootstrap, target_ranks
 
-    if run.steps_back < 1:
-        raise ValueError("fusion_sweep scores the run's test targets, so it needs a shifted run: "
-                         "Run.open(..., steps_back=1), never the real split.")
     weights = sorted({0.0, *(check_cf_weight(w) for w in weights)})
-    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
-    name = candidate or profile_candidate(run.profile, candidates)
-    if name not in candidates:
-        raise ValueError(f"Unknown distance candidate {name!r}; known: {', '.join(candidates)}.")
-    sub = run.at((Path(out) if out is not None else run.out / "distance") / slug(name))
-    for stage in (1, 2):
-        sub.ensure(run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidates[name], stage)), show_progress)
-    trained = sub.load(ITEM_TOKEN, 2)
-    model, encoder, split = trained.model, trained.encoder, run.split
-    chosen_users = evaluation_users(split, users, seed=run.profile.seed)
-    scored = {}
-    for label, targets in (("far", "test"), ("near", "valid")):
-        order, scores = [], []
-        for chunk, batch_scores in item_token_batches(model, encoder, "sequential", "seen", targets, chosen_users,
-                                                      bf16=trained.settings.bf16, show_progress=show_progress):
-            order.append(chunk)
-            scores.append(batch_scores)
-        order = np.concatenate(order)
-        gold = split.target_items(targets)[order]
-        histories = [split.history(int(u), targets) for u in order]
-        wals = cf_scores(model.user_factors, model.item_factors, order)
-        scored[label] = (torch.cat(scores), wals, gold, histories, order)
+    name, candidates, trained, chosen_users = _shifted_candidate_model(run, "fusion_sweep", candidate, users, out,
+                                                                       candidates, show_progress)
+    scored = _far_and_near_scores(run, trained, chosen_users, None, show_progress)
 
     def ranks(label, weight):
         scores, wals, gold, histories, order = scored[label]
@@ -618,6 +594,132 @@ def fusion_sweep(run, weights=FUSION_WEIGHTS, candidate: str | None = None, user
         "best - model alone (far)": {"hr@10": paired_bootstrap(far_best[0], far_alone[0]),
                                      "hr@10_masked": paired_bootstrap(far_best[1], far_alone[1])},
     }
+
+
+def _shifted_candidate_model(run, caller: str, candidate, users, out, candidates, show_progress):
+    """``(name, candidates, trained stage-2 model, users)`` of a distance candidate on a shifted
+    run (trained here if the distance record's run is not on disk): what the records that
+    re-score the distance record's model start from."""
+    from llmrec_lite.evaluate import evaluation_users
+
+    if run.steps_back < 1:
+        raise ValueError(f"{caller} scores the run's test targets, so it needs a shifted run: "
+                         "Run.open(..., steps_back=1), never the real split.")
+    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
+    name = candidate or profile_candidate(run.profile, candidates)
+    if name not in candidates:
+        raise ValueError(f"Unknown distance candidate {name!r}; known: {', '.join(candidates)}.")
+    sub = run.at((Path(out) if out is not None else run.out / "distance") / slug(name))
+    for stage in (1, 2):
+        sub.ensure(run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidates[name], stage)), show_progress)
+    return name, candidates, sub.load(ITEM_TOKEN, 2), evaluation_users(run.split, users, seed=run.profile.seed)
+
+
+def _far_and_near_scores(run, trained, users, user_factors, show_progress) -> dict:
+    """``{"far"|"near": (model scores, WALS scores, gold, histories, users in scoring order)}``
+    of a trained item-token model on a shifted run's test ("far") and validation ("near")
+    targets, sequential task, seen template. ``user_factors``: ``None`` (the fitted vectors)
+    or a function of the targets giving the ``(users, k)`` vectors the prompts read."""
+    import numpy as np
+    import torch
+
+    from llmrec_lite.evaluate import item_token_batches
+    from llmrec_lite.late_fusion import cf_scores
+
+    model, encoder, split = trained.model, trained.encoder, run.split
+    scored = {}
+    for label, targets in (("far", "test"), ("near", "valid")):
+        order, scores = [], []
+        with model.reading_users(None if user_factors is None else user_factors(targets)):
+            for chunk, batch_scores in item_token_batches(model, encoder, "sequential", "seen", targets, users,
+                                                          bf16=trained.settings.bf16, show_progress=show_progress):
+                order.append(chunk)
+                scores.append(batch_scores)
+            order = np.concatenate(order)
+            wals = cf_scores(model.user_factors, model.item_factors, order)
+        gold = split.target_items(targets)[order]
+        histories = [split.history(int(u), targets) for u in order]
+        scored[label] = (torch.cat(scores), wals, gold, histories, order)
+    return scored
+
+
+USER_VECTORS_AT_INFERENCE = ("fitted", "folded")
+
+
+def user_vectors_sweep(run, candidate: str | None = None, users: int | None = None, out: str | Path | None = None,
+                       candidates: dict[str, dict] | None = None, show_progress: bool = True) -> dict:
+    """Scores one trained model with the fitted user vectors and with vectors folded in from
+    each prompt's whole history, without reading a real test target.
+
+    The fitted WALS vectors are solved from the training part alone. A prompt for a later
+    target shows items after it (a test prompt: the validation item), which its fitted
+    vector never saw; :func:`~llmrec_lite.wals.history_user_factors` folds every item
+    before the target into the vector instead (one exact user step, item factors fixed).
+    ``run`` is a shifted run as for :func:`fusion_sweep`: on the far target (the real
+    validation target) the prompt shows one item the fitted vector missed, as a real test
+    prompt does; on the near target none. The model, the WALS dot product alone, and the
+    late fusion at the profile's weight are each scored both ways.
+
+    Returns:
+        The record: per way of reading (``"fitted"``, ``"folded"``) HR/NDCG@5/10 (unmasked
+        and ``_masked``) of the model, WALS and the fused scores on the far and near
+        targets; paired bootstrap intervals folded - fitted on the far target; ``best`` has
+        the model's best far HR@10 (then masked).
+    """
+    from llmrec_lite.late_fusion import fuse_scores
+    from llmrec_lite.metrics import metrics_from_ranks, paired_bootstrap, target_ranks
+    from llmrec_lite.wals import history_user_factors
+
+    name, candidates, trained, chosen_users = _shifted_candidate_model(run, "user_vectors_sweep", candidate, users,
+                                                                       out, candidates, show_progress)
+    weight = run.profile.cf_weight
+    reading = {"fitted": None, "folded": lambda targets: history_user_factors(run.wals, run.split, targets)}
+    scored = {way: _far_and_near_scores(run, trained, chosen_users, fn, show_progress) for way, fn in reading.items()}
+
+    def ranks(way, label, what):
+        import numpy as np
+
+        scores, wals, gold, histories, order = scored[way][label]
+        ranked = {"model": scores, "wals": wals, "fused": fuse_scores(scores, wals, weight) if weight else None}[what]
+        back = np.argsort(order, kind="stable")  # user order, so paired rows line up
+        return target_ranks(ranked, gold)[back], target_ranks(ranked, gold, exclude=histories)[back]
+
+    def metrics(way, label, what):
+        plain, masked = ranks(way, label, what)
+        return {**metrics_from_ranks(plain), **metrics_from_ranks(masked, suffix="_masked")}
+
+    whats = ("model", "wals", "fused") if weight else ("model", "wals")
+    rows = [{"name": way, **{label: metrics(way, label, "model") for label in ("far", "near")},
+             "wals": {label: metrics(way, label, "wals") for label in ("far", "near")},
+             **({"fused": {label: metrics(way, label, "fused") for label in ("far", "near")}} if weight else {})}
+            for way in reading]
+    best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
+
+    def paired(what):
+        folded, fitted = ranks("folded", "far", what), ranks("fitted", "far", what)
+        return {"hr@10": paired_bootstrap(folded[0], fitted[0]), "hr@10_masked": paired_bootstrap(folded[1], fitted[1])}
+
+    return {
+        **record_header(run, "user vectors at inference"),
+        "steps_back": run.steps_back,
+        "candidate": name,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidates[name].items()},
+        "targets": "far: the real validation target (the run's test target, two items past its training; its "
+                   "prompt shows one item the fitted vector never saw); near: the item before it",
+        "users": int(len(chosen_users)),
+        "cf_weight": weight,
+        "rule": "one trained stage-2 model (sequential task, seen template) scored with each way of reading the "
+                "user vectors; chosen by the model's HR@10 on the far target, then masked",
+        "vectors": rows,
+        "best": best["name"],
+        "folded - fitted (far)": {what: paired(what) for what in whats},
+    }
+
+
+def user_vectors_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
+    """``(way, mean far HR@10, mean far masked HR@10)`` of the model in the user-vector
+    records (one per dataset), best first."""
+    return mean_ranking(records, "vectors", lambda r: r["far"], "way of reading the user vectors")
 
 
 def weight_name(weight: float) -> str:

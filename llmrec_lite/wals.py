@@ -293,6 +293,23 @@ def fold_in(item_factors: torch.Tensor, baskets, regularization: float, alpha: f
     return solve_reference(csr, item_factors, regularization)
 
 
+def history_user_factors(wals, split, targets: str = "test") -> torch.Tensor:
+    """``(users, k)`` user factors folded in (:func:`fold_in`) from each user's whole history
+    before ``targets`` (``"valid"``: the training part; ``"test"``: it and the validation item).
+
+    The fitted vectors are solved from the training part only, so for test targets they miss
+    the item right before the target, which the prompt shows; these do not. No target is
+    read: a history ends before its target.
+
+    Args:
+        wals: The fitted :class:`WALS` (its item factors, ``λ`` and ``alpha``).
+        split: The :class:`~llmrec_lite.split.LeaveOneOutSplit` it was fitted on.
+        targets: ``"valid"`` or ``"test"``.
+    """
+    histories = [split.history(u, targets) for u in range(split.num_users)]
+    return fold_in(wals.item_factors.float(), histories, wals.config.regularization, wals.config.alpha)
+
+
 @dataclass
 class WALS:
     """Implicit-feedback WALS with interchangeable solvers and backends.

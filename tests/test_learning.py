@@ -386,6 +386,55 @@ def test_fusion_record_never_reads_a_real_test_target(tmp_path):
                               backbone=first.backbone, show_progress=False), show_progress=False)
 
 
+def test_user_vector_record_never_reads_a_real_test_target(tmp_path):
+    from llmrec_lite.evaluate import evaluate_model
+    from llmrec_lite.tuning import ITEM_TOKEN, user_vectors_ranking, user_vectors_sweep
+    from llmrec_lite.wals import history_user_factors
+
+    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}}
+    a = user_vectors_sweep(first, candidates=candidates, show_progress=False)
+    b = user_vectors_sweep(second, candidates=candidates, show_progress=False)
+    assert without_timings(a) == without_timings(b)
+    assert [r["name"] for r in a["vectors"]] == ["fitted", "folded"] and a["best"] in ("fitted", "folded")
+    assert [r[0] for r in user_vectors_ranking([a, b])][0] == a["best"]
+    assert set(a["folded - fitted (far)"]) == ({"model", "wals", "fused"} if PROFILE.cf_weight else {"model", "wals"})
+    trained = first.at(first.out / "distance" / "16-16").load(ITEM_TOKEN, 2)
+    fitted, folded = a["vectors"]
+    # "fitted" is the model as evaluation ranks it; "folded" the same evaluation reading the folded-in vectors
+    for way, factors in (("fitted", None), ("folded", history_user_factors(first.wals, first.split, "test"))):
+        ev = evaluate_model(trained, targets="test", user_factors=factors, show_progress=False)
+        row = fitted if way == "fitted" else folded
+        assert (row["far"]["hr@10"], row["far"]["hr@10_masked"]) == (ev.metrics["hr@10"], ev.metrics["hr@10_masked"])
+    # near targets: a validation prompt shows only the training part, so the folded WALS ranking is the
+    # fold-in of what the fitted one was fitted on (close, not identical: the fit ends on an item step)
+    assert set(fitted["wals"]) == {"far", "near"}
+
+
+def test_history_user_factors_fold_in_everything_before_the_target_and_evaluation_can_read_them(tmp_path):
+    from llmrec_lite.wals import fold_in, history_user_factors
+
+    run = _shifted_runs(tmp_path, [(13, 16, 12, 15)])[0]
+    split, wals = run.split, run.wals
+    test = history_user_factors(wals, split, "test")
+    valid = history_user_factors(wals, split, "valid")
+    for u in range(split.num_users):
+        expected = fold_in(wals.item_factors, [split.history(u, "test")], wals.config.regularization, wals.config.alpha)
+        assert torch.allclose(test[u], expected[0], atol=1e-5)
+    # a test history holds the validation item too, so the vectors differ where that item is new
+    assert not torch.allclose(test, valid)
+    from llmrec_lite.fusion import FusionModel
+
+    model = FusionModel(run.backbone, wals.user_factors, wals.item_factors)
+    fitted = model.user_factors.clone()
+    with model.reading_users(test):
+        assert torch.equal(model.user_factors, test)
+    assert torch.equal(model.user_factors, fitted)  # back to the fitted vectors after the block
+    with pytest.raises(ValueError, match="cannot replace"):
+        with model.reading_users(test[:, :3]):
+            pass
+
+
 def test_cpu_profile_fuses_at_the_weight_the_fusion_record_chose():
     import json
     from pathlib import Path
