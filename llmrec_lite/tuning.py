@@ -722,6 +722,30 @@ def user_vectors_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
     return mean_ranking(records, "vectors", lambda r: r["far"], "way of reading the user vectors")
 
 
+def user_vectors_table(records: list[dict], names: dict[str, str] | None = None):
+    """One row per dataset, way of reading the user vectors and ranker (the model, WALS alone,
+    the late fusion) of the user-vector records: HR@10 two items past training, unmasked and
+    masked, and the paired interval folded - fitted."""
+    import pandas as pd
+
+    labels = {"model": "stage 2 alone", "wals": "WALS dot product alone", "fused": "late fusion"}
+    rows = []
+    for rec in records:
+        dataset = (names or {}).get(rec["dataset"], rec["dataset"])
+        for what, label in labels.items():
+            if what not in rec["folded - fitted (far)"]:
+                continue
+            by_way = {r["name"]: (r if what == "model" else r[what])["far"] for r in rec["vectors"]}
+            paired = rec["folded - fitted (far)"][what]
+            rows.append({"dataset": dataset, "ranker": label,
+                         "HR@10 fitted": by_way["fitted"]["hr@10"], "HR@10 folded": by_way["folded"]["hr@10"],
+                         "masked fitted": by_way["fitted"]["hr@10_masked"],
+                         "masked folded": by_way["folded"]["hr@10_masked"],
+                         "folded - fitted, masked": "{:+.4f} [{:+.4f}, {:+.4f}]".format(
+                             paired["hr@10_masked"]["difference"], *paired["hr@10_masked"]["ci95"])})
+    return pd.DataFrame(rows)
+
+
 def weight_name(weight: float) -> str:
     """A fusion record row's name (``0.25`` -> ``"0.25"``)."""
     return f"{float(weight):g}"

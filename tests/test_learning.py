@@ -435,6 +435,20 @@ def test_history_user_factors_fold_in_everything_before_the_target_and_evaluatio
             pass
 
 
+def test_evaluation_reads_the_user_vectors_the_user_vector_record_chose():
+    """Every evaluation reads the fitted WALS vectors; the record (validation targets only)
+    must rank them first, else the pipeline should read the folded-in ones."""
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import profile_candidate, user_vectors_ranking
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/user_vectors_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    assert all(r["steps_back"] == 1 and r["candidate"] == profile_candidate(get_profile("cpu")) for r in records)
+    assert user_vectors_ranking(records)[0][0] == "fitted"
+
+
 def test_cpu_profile_fuses_at_the_weight_the_fusion_record_chose():
     import json
     from pathlib import Path
