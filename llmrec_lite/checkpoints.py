@@ -187,6 +187,7 @@ def save_final(model, folder: Path, result: dict) -> None:
         model.model.save_pretrained(tmp / "adapter")
     extra = {"item_logit_log_scale": model.item_logit_log_scale.detach().cpu().reshape(1),
              "item_history_bias": model.item_history_bias.detach().cpu().reshape(1),
+             "item_known_bias": model.item_known_bias.detach().cpu().reshape(1),
              "item_cf_weight": model.item_cf_weight.detach().cpu().reshape(1)}
     if model.free_item_embeddings is not None:
         extra["free_item_embeddings"] = model.free_item_embeddings.weight.detach().cpu().contiguous()
@@ -222,6 +223,8 @@ def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:
             model.item_history_bias.copy_(extra["item_history_bias"].reshape(()))
         if "item_cf_weight" in extra:  # (nor the CF term: 0)
             model.item_cf_weight.copy_(extra["item_cf_weight"].reshape(()))
+        if "item_known_bias" in extra:  # (nor the known-items offset: 0)
+            model.item_known_bias.copy_(extra["item_known_bias"].reshape(()))
         if model.free_item_embeddings is not None and "free_item_embeddings" in extra:
             model.free_item_embeddings.weight.copy_(extra["free_item_embeddings"])
         if model.readout is not None:

@@ -52,6 +52,20 @@ def seen_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None if batch.seen_batch is None else (batch.seen_batch, batch.seen_items)
 
 
+def known_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(row, item)`` pairs of every item each row's user consumed before its target, shown
+    or not (``None``: not recorded)."""
+    return None if batch.known_batch is None else (batch.known_batch, batch.known_items)
+
+
+def _offset_mask(logits: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """A 0/1 mask of ``logits``' shape, 1 at every ``(row, item)`` pair: an item listed twice
+    gets its offset once."""
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    mask[pairs[0].to(logits.device), pairs[1].to(logits.device)] = True
+    return mask
+
+
 class FusionModel(nn.Module):
     """Backbone, projectors and frozen CF embeddings in one module.
 
@@ -76,6 +90,15 @@ class FusionModel(nn.Module):
             model, not a filter: it learns from the training targets whether a recommender
             should repeat what the user just consumed (``b > 0``) or look past it (``b < 0``).
             Ranking with the history masked is unchanged by it.
+        known_bias: Add a second learned offset ``c`` (starting at 0) to the answer's logit of
+            every item the user consumed before the target, shown or not
+            (:attr:`~llmrec_lite.prompts.Rendered.known`; a shown item gets ``b + c``). The
+            prompt shows the last ``max_history`` items, while the user's CF vector encodes
+            them all, so the older ones score high and ``b`` never reaches them. Like ``b``,
+            it is learned from the training targets (repeat or look past), and ranking with
+            the history masked is unchanged by it; unlike ``b``, it reads more than the prompt
+            shows: the user's whole interaction list, which a recommender holds for every
+            user it serves. Dense positions leave it out.
         readout: Score ``W h`` instead of ``h``: a learned ``hidden x hidden`` linear map
             (starting as the identity, so an untrained model is unchanged) between the
             backbone's last hidden state and the item vectors. The item projector serves the
@@ -113,6 +136,7 @@ class FusionModel(nn.Module):
         logit_temperature: float = 0.07,
         dense_weight: float = 0.0,
         history_bias: bool = False,
+        known_bias: bool = False,
         readout: bool = False,
         cf_term: bool = False,
         fold_in_users: tuple[float, float] | None = None,
@@ -124,6 +148,7 @@ class FusionModel(nn.Module):
         self.item_logit = item_logit
         self.dense_weight = float(dense_weight)
         self.history_bias = bool(history_bias)
+        self.known_bias = bool(known_bias) and output == "item-token"
         self.cf_term = bool(cf_term) and use_embeddings and output == "item-token"
         self.fold_in_users = None if fold_in_users is None else (float(fold_in_users[0]), float(fold_in_users[1]))
         self.backbone = backbone
@@ -168,6 +193,7 @@ class FusionModel(nn.Module):
                 self.readout.weight.copy_(torch.eye(hidden))
         # starts at 0: until trained, the history changes no score
         self.item_history_bias = nn.Parameter(torch.zeros(()), requires_grad=self._trains_history_bias())
+        self.item_known_bias = nn.Parameter(torch.zeros(()), requires_grad=self.known_bias)
         # starts at 0 as well: until trained, the WALS score changes no score
         self.item_cf_weight = nn.Parameter(torch.zeros(()), requires_grad=self.cf_term)
         # A 4-bit backbone is placed at loading and cannot be moved afterwards, so the rest of
@@ -248,6 +274,8 @@ class FusionModel(nn.Module):
                 p.requires_grad_(self.output == "item-token")
             elif name == "item_history_bias":
                 p.requires_grad_(self._trains_history_bias())
+            elif name == "item_known_bias":
+                p.requires_grad_(self.known_bias)
             elif name == "item_cf_weight":
                 p.requires_grad_(self.cf_term)
             else:
@@ -267,6 +295,8 @@ class FusionModel(nn.Module):
             out["logit_scale"] = 1
         if self.item_history_bias.requires_grad:
             out["history_bias"] = 1
+        if self.item_known_bias.requires_grad:
+            out["known_bias"] = 1
         if self.item_cf_weight.requires_grad:
             out["cf_weight"] = 1
         out["total"] = sum(out.values())
@@ -369,13 +399,16 @@ class FusionModel(nn.Module):
 
     def item_logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None,
                     seen: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    cf: torch.Tensor | None = None) -> torch.Tensor:
+                    cf: torch.Tensor | None = None,
+                    known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue.
 
         Args:
             seen: ``(row, item)`` index pairs of the items each row's prompt shows; with
                 ``history_bias`` their logits get the learned offset.
             cf: ``(rows, items)`` WALS scores (:meth:`cf_scores`), added times the learned weight.
+            known: ``(row, item)`` index pairs of every item each row's user consumed before
+                its target; with ``known_bias`` their logits get the second learned offset.
         """
         items = self.item_matrix() if items is None else items
         # float32 even under autocast: bfloat16 scores would tie thousands of items, and ties
@@ -388,10 +421,9 @@ class FusionModel(nn.Module):
                 hidden = F.normalize(hidden, dim=-1)
             logits = self.item_logit_log_scale.exp() * (hidden @ items.float().T)
             if self.history_bias and seen is not None and len(seen[0]):
-                # a 0/1 mask, so an item shown twice gets the offset once
-                shown = torch.zeros_like(logits, dtype=torch.bool)
-                shown[seen[0].to(logits.device), seen[1].to(logits.device)] = True
-                logits = logits + self.item_history_bias * shown
+                logits = logits + self.item_history_bias * _offset_mask(logits, seen)
+            if self.known_bias and known is not None and len(known[0]):
+                logits = logits + self.item_known_bias * _offset_mask(logits, known)
             if cf is not None:
                 logits = logits + self.item_cf_weight * cf.to(logits.device)
             return logits
@@ -422,7 +454,7 @@ class FusionModel(nn.Module):
         """``(batch, items)`` item scores of each row's answer position from its hidden state
         ``(batch, hidden)``, with every term of the head (history offset, CF term): the one
         place training, validation and evaluation score an answer."""
-        return self.item_logits(hidden, items, seen_pairs(batch), self.cf_scores(batch))
+        return self.item_logits(hidden, items, seen_pairs(batch), self.cf_scores(batch), known_pairs(batch))
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:

@@ -71,6 +71,9 @@ class Profile:
             history position predicts the item after it); ``0``: the answer position only.
         history_bias: Item-token scores get one learned offset for the items the prompt's
             history shows (the model reads its prompt; ranking with history masked is unchanged).
+        known_bias: Item-token scores get a second learned offset for every item the user
+            consumed before the target, shown or not (answer positions; ranking with history
+            masked is unchanged).
         readout: Item-token scores read the last hidden state through a learned linear map that
             starts as the identity.
         lora_lr, projector_lr: Learning rates of the LoRA adapters and of the projectors (and
@@ -139,6 +142,7 @@ class Profile:
     projector_lr: float | None = None
     evaluation_grid: str = "full"
     cf_term: bool = False
+    known_bias: bool = False
     user_vectors: str = "fitted"
     cf_weight: float = 0.0
 

@@ -50,6 +50,10 @@ class Rendered:
         prefix: For a training prompt, every item before its target (the whole prefix, not
             only the shown history): what the user's CF vector may be built from when it is
             folded in per prompt (``user_vectors="prefix"``); ``None`` elsewhere.
+        known: Every item the user consumed before the prompt's target, shown or not (a
+            training prompt: its prefix; an evaluation prompt: the history before its
+            target): what the known-items offset of the item scores reads (``known_bias``).
+            ``None`` where not recorded.
     """
 
     segments: list[Segment]
@@ -58,6 +62,7 @@ class Rendered:
     user: int
     target: int | None = None
     prefix: tuple[int, ...] | None = None
+    known: tuple[int, ...] | None = None
 
     def slots(self) -> list[Segment]:
         return [s for s in self.segments if s.kind != TEXT]
@@ -181,6 +186,7 @@ class Encoded:
             (causal attention), so it can be trained to predict the item after it.
         history_items: The item index at each of those positions.
         prefix: :attr:`Rendered.prefix`.
+        known: :attr:`Rendered.known`.
     """
 
     input_ids: list[int]
@@ -194,6 +200,7 @@ class Encoded:
     history_positions: list[int] = field(default_factory=list)
     history_items: list[int] = field(default_factory=list)
     prefix: tuple[int, ...] | None = None
+    known: tuple[int, ...] | None = None
 
     def next_item_targets(self) -> list[tuple[int, int]]:
         """``(position, item)`` pairs for dense supervision: each history position is paired
@@ -242,7 +249,7 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
         if add_eos:
             ids.append(tokenizer.eos_token_id)
     return Encoded(ids, positions, kinds, values, response_start, rendered.user, rendered.target, rendered.template,
-                   item_positions, items, rendered.prefix)
+                   item_positions, items, rendered.prefix, rendered.known)
 
 
 @dataclass
@@ -257,7 +264,9 @@ class Batch:
     ``next_seen_batch``/``next_seen_items`` every dense position (its index in ``next_items``)
     with the history items it can see (the history term of the item scores).
     ``prefix_batch``/``prefix_items`` pair every row with each item of its training prefix
-    (``None`` unless every prompt is a training prompt that carries one).
+    (``None`` unless every prompt is a training prompt that carries one);
+    ``known_batch``/``known_items`` every row with each item its user consumed before the
+    target (``None`` unless every prompt carries :attr:`Rendered.known`).
     """
 
     input_ids: torch.Tensor
@@ -279,6 +288,8 @@ class Batch:
     next_seen_items: torch.Tensor | None = None
     prefix_batch: torch.Tensor | None = None
     prefix_items: torch.Tensor | None = None
+    known_batch: torch.Tensor | None = None
+    known_items: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
 
     def to(self, device) -> "Batch":
@@ -351,6 +362,9 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
     has_prefix = bool(items) and all(it.prefix is not None for it in items)
     prefix_b = [row for row, it in enumerate(items) for _ in it.prefix] if has_prefix else []
     prefix_i = [int(i) for it in items for i in it.prefix] if has_prefix else []
+    has_known = bool(items) and all(it.known is not None for it in items)
+    known_b = [row for row, it in enumerate(items) for _ in it.known] if has_known else []
+    known_i = [int(i) for it in items for i in it.known] if has_known else []
     # positions count real tokens only, so a left-padded prompt is seen exactly as unpadded
     position_ids = (attention.cumsum(1) - 1).clamp_min(0)
     return Batch(
@@ -373,6 +387,8 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
         next_seen_items=torch.tensor(next_seen_i, dtype=torch.long),
         prefix_batch=torch.tensor(prefix_b, dtype=torch.long) if has_prefix else None,
         prefix_items=torch.tensor(prefix_i, dtype=torch.long) if has_prefix else None,
+        known_batch=torch.tensor(known_b, dtype=torch.long) if has_known else None,
+        known_items=torch.tensor(known_i, dtype=torch.long) if has_known else None,
     )
 
 
@@ -402,7 +418,7 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
     picks = rng.integers(0, len(templates), size=len(samples))
     return [
         replace(render(templates[t], split.data, s.user, s.history, s.target, with_embeddings, max_history),
-                prefix=tuple(int(i) for i in s.history))
+                prefix=tuple(int(i) for i in s.history), known=tuple(int(i) for i in s.history))
         for s, t in zip(samples, picks)
     ]
 
@@ -467,7 +483,9 @@ class PromptEncoder:
     def for_user(self, template: Template, user: int, targets: str = "test", with_target: bool = False) -> Encoded:
         """The prompt with which ``user``'s target in ``targets`` (``"valid"``/``"test"``) is predicted."""
         target = int(self.split.target_items(targets)[user]) if with_target else None
-        return self.encode(template, int(user), self.split.history(int(user), targets), target)
+        history = self.split.history(int(user), targets)
+        rendered = replace(self.render(template, int(user), history, target), known=tuple(int(i) for i in history))
+        return self.encode_rendered(rendered)
 
     def batch(self, template: Template, users: Sequence[int], targets: str = "test") -> Batch:
         """Evaluation prompts of ``users`` (no responses), padded into one batch."""

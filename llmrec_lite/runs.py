@@ -356,7 +356,7 @@ class Run:
 
 
 # settings added after runs were recorded, at the value that trains as before
-LATER_SETTINGS = {"user_vectors": "fitted", "cf_term": False}
+LATER_SETTINGS = {"user_vectors": "fitted", "cf_term": False, "known_bias": False}
 
 
 def train_record(settings: TrainSettings) -> dict:
@@ -375,7 +375,7 @@ def head_settings(settings: TrainSettings) -> dict:
     """The item-token head's constructor arguments of :class:`~llmrec_lite.fusion.FusionModel`."""
     return {"item_logit": settings.item_logit, "logit_temperature": settings.logit_temperature,
             "dense_weight": settings.dense_weight, "history_bias": settings.history_bias, "readout": settings.readout,
-            "cf_term": settings.cf_term}
+            "cf_term": settings.cf_term, "known_bias": settings.known_bias}
 
 
 def data_identity(data) -> dict:

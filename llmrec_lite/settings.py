@@ -49,7 +49,9 @@ class TrainSettings:
         dense_weight: Share of the item-token loss from dense next-item supervision.
         history_bias: A learned offset on the scores of the items the prompt shows (item-token side).
         history_bias_lr: Its learning rate (own group, no decay): the offset must travel several
-            logit units in a few hundred steps.
+            logit units in a few hundred steps. The known-items offset and the CF weight share it.
+        known_bias: A second learned offset on the scores of every item the user consumed
+            before the target, shown or not (item-token side; answer positions).
         cf_term: Item-token scores add a learned multiple of the WALS score of the prompt's user
             (see :class:`~llmrec_lite.fusion.FusionModel`); its rate is ``history_bias_lr``.
         readout: A learned linear map (from the identity) between the last hidden state and the
@@ -91,6 +93,7 @@ class TrainSettings:
     history_bias_lr: float = 0.5
     readout: bool = Profile.readout
     cf_term: bool = Profile.cf_term
+    known_bias: bool = Profile.known_bias
     user_vectors: str = Profile.user_vectors
     seed: int = Profile.seed
 
@@ -159,7 +162,8 @@ class TrainSettings:
                     max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
                     item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
                     dense_weight=profile.dense_weight, history_bias=profile.history_bias,
-                    readout=profile.readout, cf_term=profile.cf_term, user_vectors=profile.user_vectors,
+                    readout=profile.readout, cf_term=profile.cf_term, known_bias=profile.known_bias,
+                    user_vectors=profile.user_vectors,
                     seed=profile.seed)
         base.update(overrides)
         return cls(**base)

@@ -34,17 +34,18 @@ from llmrec_lite.settings import TrainSettings  # noqa: F401  (re-exported: the 
 LOGIT_SCALE = "item_logit_log_scale"
 HISTORY_BIAS = "item_history_bias"
 CF_WEIGHT = "item_cf_weight"
-SCALARS = (LOGIT_SCALE, HISTORY_BIAS, CF_WEIGHT)
+KNOWN_BIAS = "item_known_bias"
+SCALARS = (LOGIT_SCALE, HISTORY_BIAS, CF_WEIGHT, KNOWN_BIAS)
 
 
 def parameter_groups(model, settings: TrainSettings) -> list[dict]:
     """AdamW groups: LoRA at ``lora_lr``, projectors and free item embeddings at ``projector_lr``
-    (both default to ``lr``), the logit scale and the score terms (history offset, CF weight)
-    each at its own rate without decay."""
+    (both default to ``lr``), the logit scale and the score terms (history and known-items
+    offsets, CF weight) each at its own rate without decay."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     lora = [p for n, p in named if "lora_" in n]
     scale = [p for n, p in named if n == LOGIT_SCALE]
-    bias = [p for n, p in named if n in (HISTORY_BIAS, CF_WEIGHT)]  # learned offsets: one rate
+    bias = [p for n, p in named if n in (HISTORY_BIAS, CF_WEIGHT, KNOWN_BIAS)]  # learned offsets: one rate
     rest = [p for n, p in named if "lora_" not in n and n not in SCALARS]
     groups = []
     if rest:

@@ -278,6 +278,67 @@ def test_history_bias_is_saved_and_loaded(tiny_run, tmp_path):
     assert fresh.item_history_bias.item() == pytest.approx(-2.5)
 
 
+def test_prompts_carry_every_item_consumed_before_their_target(tiny_run):
+    """Training prompts: their whole prefix; evaluation prompts: the history before the target
+    (shown or not, the target never)."""
+    from llmrec_lite.prompts import sample_training_prompts
+
+    split = tiny_run.split
+    for rendered in sample_training_prompts(split, "sequential", None, max_history=2):
+        assert rendered.known == rendered.prefix and rendered.target not in rendered.known[-1:]
+    enc = tiny_run.encoder()
+    for targets in ("valid", "test"):
+        batch = enc.batch(get_template("sequential", 0), [0, 1], targets)
+        for row in (0, 1):
+            known = batch.known_items[batch.known_batch == row].tolist()
+            assert known == split.history(row, targets).tolist()
+    # a batch mixing prompts without the list has none (the offset is then skipped)
+    bare = enc.encode(get_template("sequential", 0), 0, [1], target=2)
+    assert collate([bare], tiny_run.backbone.tokenizer.pad_token_id, with_response=False).known_batch is None
+
+
+def test_known_bias_moves_every_item_the_user_consumed_and_is_saved(tiny_run, tmp_path):
+    from llmrec_lite.checkpoints import load_final_into, save_final
+
+    enc = tiny_run.encoder()
+    # shows items 1 and 2; the user also consumed 3 and 1 earlier (not shown)
+    rendered = enc.render(get_template("sequential", 0), 0, [1, 2], target=4)
+    from dataclasses import replace
+
+    batch = collate([enc.encode_rendered(replace(rendered, known=(3, 1, 1, 2)))],
+                    tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    s_plain = settings(1, item_logit="cosine", history_bias=True)
+    s_known = settings(1, item_logit="cosine", history_bias=True, known_bias=True)
+    plain, known = tiny_run.build_model(s_plain), tiny_run.build_model(s_known)
+    known.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), known.eval()
+    with torch.no_grad():
+        before = plain.score_items(batch)
+        torch.testing.assert_close(known.score_items(batch), before)  # starts at 0: no change
+        known.item_history_bias.fill_(-1.0)
+        known.item_known_bias.fill_(-2.0)
+        shift = (known.score_items(batch) - before)[0]
+    assert torch.allclose(shift[[1, 2]], torch.tensor(-3.0))  # shown and consumed: both offsets, once each
+    assert torch.allclose(shift[3], torch.tensor(-2.0))  # consumed, not shown: the known offset only
+    others = torch.ones_like(shift, dtype=torch.bool)
+    others[[1, 2, 3]] = False
+    assert torch.all(shift[others] == 0)
+    assert known.item_known_bias.requires_grad and not plain.item_known_bias.requires_grad
+    assert known.trainable_parameters()["known_bias"] == 1
+    groups = parameter_groups(known, s_known)
+    assert any(any(p is known.item_known_bias for p in g["params"]) and g.get("weight_decay") == 0.0 for g in groups)
+    # its gradient flows from the answer position in stage 1
+    known.train()
+    train_batch = collate([enc.encode_rendered(replace(rendered, known=(3, 1, 1, 2)))],
+                          tiny_run.backbone.tokenizer.pad_token_id)
+    known(train_batch)["loss"].backward()
+    assert known.item_known_bias.grad is not None and known.item_known_bias.grad.abs() > 0
+    save_final(known, tmp_path / "final", {"steps": 0})
+    fresh = tiny_run.build_model(s_known)
+    load_final_into(fresh, tmp_path / "final")
+    assert fresh.item_known_bias.item() == pytest.approx(-2.0)
+
+
 def test_readout_starts_as_the_identity_and_trains_from_stage_one(tiny_run, tmp_path):
     from llmrec_lite.checkpoints import load_final_into, save_final
     from llmrec_lite.projectors import CheckpointMismatchError
