@@ -587,13 +587,9 @@ def fusion_sweep(run, weights=FUSION_WEIGHTS, candidate: str | None = None, user
     best = max(rows, key=lambda r: (r["far"]["hr@10"], r["far"]["hr@10_masked"]))
     far_best, far_alone = ranks("far", best["weight"]), ranks("far", 0.0)
     return {
-        **record_header(run, "late fusion"),
-        "steps_back": run.steps_back,
-        "candidate": name,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidates[name].items()},
+        **_shifted_record_header(run, "late fusion", name, candidates, chosen_users),
         "targets": "far: the real validation target (the run's test target, two items past its training); "
                    "near: the item before it (the run's validation target)",
-        "users": int(len(chosen_users)),
         "head": {k: getattr(run.profile, k) for k in ("item_logit", "logit_temperature", "dense_weight", "history_bias")},
         "rule": "one trained stage-2 model (sequential task, seen template) re-ranked at every weight; "
                 "chosen by HR@10 on the far target, then masked",
@@ -622,6 +618,14 @@ def _shifted_candidate_model(run, caller: str, candidate, users, out, candidates
     for stage in (1, 2):
         sub.ensure(run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidates[name], stage)), show_progress)
     return name, candidates, sub.load(ITEM_TOKEN, 2), evaluation_users(run.split, users, seed=run.profile.seed)
+
+
+def _shifted_record_header(run, kind: str, name: str, candidates: dict, users) -> dict:
+    """What a record that re-scores a distance candidate's model says first (see
+    :func:`record_header`): the shift, the candidate, its settings, how many users."""
+    return {**record_header(run, kind), "steps_back": run.steps_back, "candidate": name,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidates[name].items()},
+            "users": int(len(users))}
 
 
 def _far_and_near_scores(run, trained, users, user_factors, show_progress) -> dict:
@@ -709,13 +713,9 @@ def user_vectors_sweep(run, candidate: str | None = None, users: int | None = No
         return {"hr@10": paired_bootstrap(folded[0], fitted[0]), "hr@10_masked": paired_bootstrap(folded[1], fitted[1])}
 
     return {
-        **record_header(run, "user vectors at inference"),
-        "steps_back": run.steps_back,
-        "candidate": name,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in candidates[name].items()},
+        **_shifted_record_header(run, "user vectors at inference", name, candidates, chosen_users),
         "targets": "far: the real validation target (the run's test target, two items past its training; its "
                    "prompt shows one item the fitted vector never saw); near: the item before it",
-        "users": int(len(chosen_users)),
         "cf_weight": weight,
         "rule": "one trained stage-2 model (sequential task, seen template) scored with each way of reading the "
                 "user vectors; chosen by the model's HR@10 on the far target, then masked",
