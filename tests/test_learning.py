@@ -241,14 +241,20 @@ def test_history_pairs_follow_causal_attention(tiny_run):
         assert batch.next_items[row].item() not in seen
 
 
+def _twin_models(tiny_run, base: dict, **extra):
+    """``(plain, variant)`` eval-mode models of ``base`` settings, the variant with ``extra``
+    on top and the plain model's weights: any difference in scores comes from ``extra``."""
+    plain = tiny_run.build_model(settings(1, **base))
+    variant = tiny_run.build_model(settings(1, **base, **extra))
+    variant.load_state_dict(plain.state_dict(), strict=False)
+    return plain.eval(), variant.eval()
+
+
 def test_history_bias_moves_only_the_items_the_prompt_shows(tiny_run):
     enc = tiny_run.encoder()
     encoded = [enc.encode(get_template("sequential", 0), 0, [1, 2, 1], target=4)]
     batch = collate(encoded, tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
-    plain = tiny_run.build_model(settings(1, item_logit="cosine", dense_weight=0.5))
-    biased = tiny_run.build_model(settings(1, item_logit="cosine", dense_weight=0.5, history_bias=True))
-    biased.load_state_dict(plain.state_dict(), strict=False)
-    plain.eval(), biased.eval()
+    plain, biased = _twin_models(tiny_run, dict(item_logit="cosine", dense_weight=0.5), history_bias=True)
     with torch.no_grad():
         before = plain.score_items(batch)
         torch.testing.assert_close(biased.score_items(batch), before)  # starts at 0: no change
@@ -307,11 +313,8 @@ def test_known_bias_moves_every_item_the_user_consumed_and_is_saved(tiny_run, tm
 
     batch = collate([enc.encode_rendered(replace(rendered, known=(3, 1, 1, 2)))],
                     tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
-    s_plain = settings(1, item_logit="cosine", history_bias=True)
     s_known = settings(1, item_logit="cosine", history_bias=True, known_bias=True)
-    plain, known = tiny_run.build_model(s_plain), tiny_run.build_model(s_known)
-    known.load_state_dict(plain.state_dict(), strict=False)
-    plain.eval(), known.eval()
+    plain, known = _twin_models(tiny_run, dict(item_logit="cosine", history_bias=True), known_bias=True)
     with torch.no_grad():
         before = plain.score_items(batch)
         torch.testing.assert_close(known.score_items(batch), before)  # starts at 0: no change
@@ -346,10 +349,7 @@ def test_readout_starts_as_the_identity_and_trains_from_stage_one(tiny_run, tmp_
     enc = tiny_run.encoder()
     batch = collate([enc.encode(get_template("sequential", 0), 0, [1, 2], target=3)],
                     tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
-    plain = tiny_run.build_model(settings(1, item_logit="cosine"))
-    read = tiny_run.build_model(settings(1, item_logit="cosine", readout=True))
-    read.load_state_dict(plain.state_dict(), strict=False)
-    plain.eval(), read.eval()
+    plain, read = _twin_models(tiny_run, dict(item_logit="cosine"), readout=True)
     with torch.no_grad():
         torch.testing.assert_close(read.score_items(batch), plain.score_items(batch))
     assert read.readout.weight.requires_grad and read.trainable_parameters()["readout"] == read.readout.weight.numel()
