@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -398,7 +399,11 @@ def attach_lora(model, settings: BackboneSettings):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    # peft reads transformers' deprecated `is_gradient_checkpointing` property itself (a
+    # FutureWarning in transformers 5 that a reader cannot act on); only that warning is hidden
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.device = "cpu") -> Backbone:

