@@ -247,8 +247,7 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
         "samples_per_task": (800, 1200), "user_vectors": "prefix", "cf_term": True, "stage2": {"lora_lr": 3e-4}},
     # a second learned offset for every item the user consumed before the target, shown or not
     # (TrainSettings.known_bias): the CF term lifts the older history items the prompt does not
-    # show, which the history offset never reaches. Not yet in the distance record (run
-    # `benchmarks/distance.py --add --candidates ...` on LastFM and Beauty).
+    # show, which the history offset never reaches (added to the record on 2026-11-30).
     "800 + 1200 at LoRA lr 3e-4 + prefix user vectors + known offset": {
         "samples_per_task": (800, 1200), "user_vectors": "prefix", "known_bias": True, "stage2": {"lora_lr": 3e-4}},
     "800 + 1200 at LoRA lr 3e-4 + prefix user vectors + CF term + known offset": {
