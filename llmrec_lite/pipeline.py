@@ -109,7 +109,9 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     n_users = evaluation_size(run.profile, variant)
     trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
     fused = f"|cf_weight={cf_weight!r}" if cf_weight else ""  # the model alone keeps its earlier keys
-    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}".encode()).hexdigest()[:16]
+    vectors = run.profile.eval_user_vectors
+    reading = "" if vectors == "fitted" else f"|user_vectors={vectors}"  # fitted ones keep their keys too
+    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}{reading}".encode()).hexdigest()[:16]
     name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
     cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
@@ -120,7 +122,7 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     users = evaluation_users(run.split, n_users, seed=run.profile.seed)
     extra = {"cf_weight": cf_weight} if cf_weight else {}
     ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
-                        show_progress=show_progress, **extra)
+                        show_progress=show_progress, user_factors=run.eval_user_factors(), **extra)
     write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
                        "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
                        "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist()})
@@ -163,7 +165,7 @@ def evaluate_all(run, show_progress: bool = True) -> list[dict]:
                              cf_weight=profile.cf_weight)
         rows.append(llm_row(ev, late_fusion_label(profile.cf_weight), LATE_FUSION, ITEM_TOKEN, 2, "sequential", "seen"))
     users = table_users(run)
-    classic = classic_baselines(run.split, run.wals, users=users, seed=profile.seed)
+    classic = classic_baselines(run.split, run.eval_wals(), users=users, seed=profile.seed)
     classic[SASREC_LABEL] = sasrec_metrics(run, show_progress, users=users)
     for name, metrics in classic.items():
         rows.append({**metrics, "model": name, "variant": "classic", "output": None, "use_embeddings": None,
@@ -215,7 +217,8 @@ def wals_ranks(run, users) -> tuple[np.ndarray, np.ndarray]:
     from llmrec_lite.metrics import target_ranks
 
     users = np.asarray(users)
-    scores = torch.as_tensor(classic_scorers(run.split, run.wals, names=("wals",))["wals"](users), dtype=torch.float32)
+    scores = torch.as_tensor(classic_scorers(run.split, run.eval_wals(), names=("wals",))["wals"](users),
+                             dtype=torch.float32)
     gold = run.split.target_items("test")[users]
     return target_ranks(scores, gold), target_ranks(scores, gold, exclude=[run.split.history(int(u), "test")
                                                                             for u in users])

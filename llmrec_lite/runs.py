@@ -23,6 +23,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -95,6 +96,35 @@ class Run:
         self.wals = wals
         self.backbone = backbone
         self.steps_back = int(steps_back)
+
+    # ----------------------------------------------------------------------- evaluation vectors
+
+    def eval_user_factors(self) -> torch.Tensor | None:
+        """The user vectors test prompts read under the profile's ``eval_user_vectors``:
+        ``None`` for the fitted ones (the model's own), else every user's vector folded in from
+        the whole history before the test target (computed once per run).
+
+        Raises:
+            ValueError: An unknown ``eval_user_vectors``.
+        """
+        way = self.profile.eval_user_vectors
+        if way == "fitted":
+            return None
+        if way != "folded":
+            raise ValueError(f"Unknown eval_user_vectors {way!r}; choose 'fitted' or 'folded'.")
+        if getattr(self, "_folded", None) is None:
+            from llmrec_lite.wals import history_user_factors
+
+            self._folded = history_user_factors(self.wals, self.split, "test")
+        return self._folded
+
+    def eval_wals(self):
+        """The WALS factors the results' WALS row reads: the fit itself, or its item factors with
+        the user vectors of :meth:`eval_user_factors` (so that the row reads what the model reads)."""
+        folded = self.eval_user_factors()
+        if folded is None:
+            return self.wals
+        return SimpleNamespace(user_factors=folded, item_factors=self.wals.item_factors)
 
     # ----------------------------------------------------------------------- assembling
 

@@ -497,8 +497,8 @@ def test_history_user_factors_fold_in_everything_before_the_target_and_evaluatio
 
 
 def test_evaluation_reads_the_user_vectors_the_user_vector_record_chose():
-    """Every evaluation reads the fitted WALS vectors; the record (validation targets only)
-    must rank them first, else the pipeline should read the folded-in ones."""
+    """The results read the user vectors (fitted or folded in) that the record (validation
+    targets only) ranks first."""
     import json
     from pathlib import Path
 
@@ -507,7 +507,33 @@ def test_evaluation_reads_the_user_vectors_the_user_vector_record_chose():
     records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/user_vectors_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
     assert all(r["steps_back"] == 1 and r["candidate"] == profile_candidate(get_profile("cpu")) for r in records)
-    assert user_vectors_ranking(records)[0][0] == "fitted"
+    assert user_vectors_ranking(records)[0][0] == get_profile("cpu").eval_user_vectors
+
+
+def test_results_read_the_profiles_evaluation_user_vectors(tiny_run):
+    """``eval_user_vectors="folded"``: the WALS row reads the vectors folded in from every item
+    before the test target, and the model's test prompts read the same ones."""
+    import dataclasses
+
+    from llmrec_lite.pipeline import wals_ranks
+    from llmrec_lite.wals import history_user_factors
+
+    from llmrec_lite.metrics import target_ranks
+
+    users = np.arange(tiny_run.split.num_users)
+    gold = tiny_run.split.target_items("test")
+    assert tiny_run.eval_user_factors() is None and tiny_run.eval_wals() is tiny_run.wals
+    fitted_scores = (tiny_run.wals.user_factors @ tiny_run.wals.item_factors.T).float()
+    assert np.array_equal(wals_ranks(tiny_run, users)[0], target_ranks(fitted_scores, gold))
+    tiny_run.profile = dataclasses.replace(tiny_run.profile, eval_user_vectors="folded")
+    folded = history_user_factors(tiny_run.wals, tiny_run.split, "test")
+    assert not torch.allclose(folded, tiny_run.wals.user_factors.float())  # the validation item is folded in
+    assert torch.equal(tiny_run.eval_user_factors(), folded)
+    folded_scores = (folded @ tiny_run.wals.item_factors.T).float()
+    assert np.array_equal(wals_ranks(tiny_run, users)[0], target_ranks(folded_scores, gold))
+    tiny_run.profile = dataclasses.replace(tiny_run.profile, eval_user_vectors="both")
+    with pytest.raises(ValueError, match="eval_user_vectors"):
+        tiny_run.eval_user_factors()
 
 
 def test_cpu_profile_fuses_at_the_weight_the_fusion_record_chose():
