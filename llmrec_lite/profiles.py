@@ -181,13 +181,18 @@ PROFILES: dict[str, Profile] = {
     # at the test target's distance in the same record (its candidates added on 2026-11-29 and
     # 2026-11-30). The gpu profile keeps the paper's fitted vectors and the plain head (the record
     # was made with the cpu backbone).
+    # The results' test prompts, WALS row and late fusion read user vectors folded in from every
+    # item before the test target (eval_user_vectors="folded"): with this head, the best mean
+    # stage-2 HR@10 over LastFM and Beauty on the shifted runs' far targets in the user-vector
+    # record (benchmarks/results/user_vectors_*_cpu.json, made by benchmarks/user_vectors.py;
+    # chapter 5.6).
     # The late-fusion weight of the results' extra row (0.125 of the standardised WALS score) is
     # the best mean HR@10 over LastFM and Beauty on the same shifted runs' far targets in the
     # fusion record (benchmarks/results/fusion_*_cpu.json, made by benchmarks/fusion.py; chapter 7.5).
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), results_datasets=("lastfm", "beauty"), device="cpu",
                    backbone="cpu", eval_users=2000, evaluation_grid="lean", item_token_samples=(800, 1200), lora_lr=3e-4,
                    text_id_samples=(200, 200), val_users=100, sasrec_max_positions=1_600_000, cf_weight=0.125,
-                   user_vectors="prefix", cf_term=True, known_bias=True,
+                   user_vectors="prefix", cf_term=True, known_bias=True, eval_user_vectors="folded",
                    **CHOSEN_HEAD),
     # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
     # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit. No late-fusion row: its weight would
