@@ -96,6 +96,7 @@ class Run:
         self.wals = wals
         self.backbone = backbone
         self.steps_back = int(steps_back)
+        self._eval_vectors: dict[str, torch.Tensor | None] = {}  # eval_user_vectors -> its vectors
 
     # ----------------------------------------------------------------------- evaluation vectors
 
@@ -107,16 +108,12 @@ class Run:
         Raises:
             ValueError: An unknown ``eval_user_vectors``.
         """
-        way = self.profile.eval_user_vectors
-        if way == "fitted":
-            return None
-        if way != "folded":
-            raise ValueError(f"Unknown eval_user_vectors {way!r}; choose 'fitted' or 'folded'.")
-        if getattr(self, "_folded", None) is None:
-            from llmrec_lite.wals import history_user_factors
+        from llmrec_lite.wals import user_vectors
 
-            self._folded = history_user_factors(self.wals, self.split, "test")
-        return self._folded
+        way = self.profile.eval_user_vectors
+        if way not in self._eval_vectors:
+            self._eval_vectors[way] = user_vectors(way, self.wals, self.split, "test")
+        return self._eval_vectors[way]
 
     def eval_wals(self):
         """The WALS factors the results' WALS row reads: the fit itself, or its item factors with

@@ -680,12 +680,12 @@ def user_vectors_sweep(run, candidate: str | None = None, users: int | None = No
     """
     from llmrec_lite.late_fusion import fuse_scores
     from llmrec_lite.metrics import metrics_from_ranks, paired_bootstrap, target_ranks
-    from llmrec_lite.wals import history_user_factors
+    from llmrec_lite.wals import EVAL_USER_VECTORS, user_vectors
 
     name, candidates, trained, chosen_users = _shifted_candidate_model(run, "user_vectors_sweep", candidate, users,
                                                                        out, candidates, show_progress)
     weight = run.profile.cf_weight
-    reading = {"fitted": None, "folded": lambda targets: history_user_factors(run.wals, run.split, targets)}
+    reading = {way: lambda targets, way=way: user_vectors(way, run.wals, run.split, targets) for way in EVAL_USER_VECTORS}
     scored = {way: _far_and_near_scores(run, trained, chosen_users, fn, show_progress) for way, fn in reading.items()}
 
     def ranks(way, label, what):

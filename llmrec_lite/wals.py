@@ -310,6 +310,21 @@ def history_user_factors(wals, split, targets: str = "test") -> torch.Tensor:
     return fold_in(wals.item_factors.float(), histories, wals.config.regularization, wals.config.alpha)
 
 
+EVAL_USER_VECTORS = ("fitted", "folded")
+
+
+def user_vectors(way: str, wals, split, targets: str = "test") -> torch.Tensor | None:
+    """The user vectors prompts for ``targets`` read: ``None`` for ``"fitted"`` (the fit's own),
+    :func:`history_user_factors` for ``"folded"``.
+
+    Raises:
+        ValueError: ``way`` is neither.
+    """
+    if way not in EVAL_USER_VECTORS:
+        raise ValueError(f"Unknown eval_user_vectors {way!r}; choose one of {', '.join(EVAL_USER_VECTORS)}.")
+    return None if way == "fitted" else history_user_factors(wals, split, targets)
+
+
 @dataclass
 class WALS:
     """Implicit-feedback WALS with interchangeable solvers and backends.
