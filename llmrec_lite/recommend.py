@@ -46,10 +46,22 @@ class ClassicRecommender:
 
         self.split = run.split
         self.name = name
-        self.score = classic_scorers(run.split, run.wals, seed=run.profile.seed, names=(name,))[name]
+        self._run = run
+        # only WALS's user vectors depend on the targets (fitted, or folded in from the history)
+        self._fixed = None if name == "wals" else classic_scorers(run.split, run.wals, seed=run.profile.seed,
+                                                                   names=(name,))[name]
+        self._wals: dict[str, object] = {}
 
-    def recommend(self, users, k: int = 10, exclude_seen: bool = True, **kwargs):
-        return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
+    def score(self, users, targets: str = "test"):
+        """``(len(users), items)`` scores for the prompts of ``targets``. WALS reads the user
+        vectors the run's results read (:meth:`~llmrec_lite.runs.Run.eval_wals`)."""
+        from llmrec_lite.baselines import classic_scorers
+
+        if self._fixed is not None:
+            return self._fixed(users)
+        if targets not in self._wals:
+            self._wals[targets] = classic_scorers(self.split, self._run.eval_wals(targets), names=("wals",))["wals"]
+        return self._wals[targets](users)
 
 
 @torch.no_grad()
@@ -66,7 +78,7 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     if isinstance(model, ClassicRecommender):
         split = model.split
         _check_users(users, split)
-        scores = torch.as_tensor(model.score(users), dtype=torch.float32)
+        scores = torch.as_tensor(model.score(users, targets), dtype=torch.float32)
         exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
         return top_k(scores, k, exclude=exclude)
     fusion, encoder = model.model, model.encoder
@@ -76,6 +88,12 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     batch = encoder.batch(tmpl, users, targets).to(fusion.user_factors.device)
     exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
     fusion.eval()
+    # the user vectors the run's evaluation reads (folded-in ones under eval_user_vectors="folded")
+    with fusion.reading_users(model.user_vectors(targets) if getattr(model, "user_vectors", None) else None):
+        return _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams)
+
+
+def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams) -> np.ndarray:
     if fusion.output == "item-token":
         from llmrec_lite.evaluate import as_trained_precision, item_token_scores
         from llmrec_lite.late_fusion import cf_scores, fuse_scores

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,12 +49,16 @@ class Trained:
         settings: Its stage's :class:`~llmrec_lite.train.TrainSettings`.
         encoder: The :class:`~llmrec_lite.prompts.PromptEncoder` its training used.
         stage: Training stage (1 or 2).
+        user_vectors: ``user_vectors(targets)`` gives the user vectors its prompts read for
+            ``targets`` (``None``: the fitted ones); :meth:`Run.load` passes the run's
+            :meth:`Run.eval_user_factors`, so ``recommend`` ranks as the results do.
     """
 
     model: object
     settings: TrainSettings
     encoder: PromptEncoder
     stage: int
+    user_vectors: Callable[[str], torch.Tensor | None] | None = None
 
     @property
     def variant(self) -> Variant:
@@ -96,29 +101,31 @@ class Run:
         self.wals = wals
         self.backbone = backbone
         self.steps_back = int(steps_back)
-        self._eval_vectors: dict[str, torch.Tensor | None] = {}  # eval_user_vectors -> its vectors
+        self._eval_vectors: dict[tuple[str, str], torch.Tensor | None] = {}  # (way, targets) -> vectors
 
     # ----------------------------------------------------------------------- evaluation vectors
 
-    def eval_user_factors(self) -> torch.Tensor | None:
-        """The user vectors test prompts read under the profile's ``eval_user_vectors``:
+    def eval_user_factors(self, targets: str = "test") -> torch.Tensor | None:
+        """The user vectors prompts for ``targets`` read under the profile's ``eval_user_vectors``:
         ``None`` for the fitted ones (the model's own), else every user's vector folded in from
-        the whole history before the test target (computed once per run).
+        the whole history before the target (computed once per run and targets). The results'
+        test prompts and :meth:`load`'s models (``recommend``) read the same vectors.
 
         Raises:
-            ValueError: An unknown ``eval_user_vectors``.
+            ValueError: An unknown ``eval_user_vectors`` or ``targets``.
         """
         from llmrec_lite.wals import user_vectors
 
-        way = self.profile.eval_user_vectors
-        if way not in self._eval_vectors:
-            self._eval_vectors[way] = user_vectors(way, self.wals, self.split, "test")
-        return self._eval_vectors[way]
+        key = (self.profile.eval_user_vectors, targets)
+        if key not in self._eval_vectors:
+            self._eval_vectors[key] = user_vectors(key[0], self.wals, self.split, targets)
+        return self._eval_vectors[key]
 
-    def eval_wals(self):
-        """The WALS factors the results' WALS row reads: the fit itself, or its item factors with
-        the user vectors of :meth:`eval_user_factors` (so that the row reads what the model reads)."""
-        folded = self.eval_user_factors()
+    def eval_wals(self, targets: str = "test"):
+        """The WALS factors the results' WALS row (and ``ClassicRecommender(run, "wals")``) reads:
+        the fit itself, or its item factors with the user vectors of :meth:`eval_user_factors`
+        (so that the row reads what the model reads)."""
+        folded = self.eval_user_factors(targets)
         if folded is None:
             return self.wals
         return SimpleNamespace(user_factors=folded, item_factors=self.wals.item_factors)
@@ -379,7 +386,7 @@ class Run:
         model.eval()
         prompt = saved.get("prompt") or {"add_bos": self.backbone.add_bos, "max_history": settings.max_history,
                                          "with_embeddings": settings.use_embeddings}
-        return Trained(model, settings, self.encoder().with_config(prompt), stage)
+        return Trained(model, settings, self.encoder().with_config(prompt), stage, user_vectors=self.eval_user_factors)
 
 
 # settings added after runs were recorded, at the value that trains as before

@@ -50,6 +50,31 @@ def test_item_token_recommend_matches_evaluation(run):
     assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == ev.top_items.tolist()
 
 
+def test_recommend_reads_the_user_vectors_the_results_read(run):
+    """Under ``eval_user_vectors="folded"`` the results score test prompts with user vectors
+    folded in from the whole history; ``recommend`` (fusion model and WALS) must rank the same way."""
+    import dataclasses
+
+    import torch
+
+    from llmrec_lite.wals import history_user_factors
+
+    run.profile = dataclasses.replace(run.profile, eval_user_vectors="folded")
+    run.train(TrainSettings.from_profile(PROFILE, 1, "item-token", samples_per_task=None, sample_ratio=1.0,
+                                         val_users=4, eval_every=2, checkpoint_every=2), show_progress=False)
+    trained = run.load("item-token", 1)
+    users = np.arange(run.split.num_users)
+    folded = history_user_factors(run.wals, run.split, "test")
+    assert torch.equal(trained.user_vectors("test"), folded)
+    ev = evaluate_model(trained, users=users, mask_history=True, show_progress=False, user_factors=folded)
+    assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == ev.top_items.tolist()
+    for targets in ("test", "valid"):
+        vectors = history_user_factors(run.wals, run.split, targets)
+        exclude = [run.split.history(int(u), targets) for u in users]
+        got = recommend(ClassicRecommender(run, "wals"), users, k=3, targets=targets, as_indices=True)
+        assert got == top_k(vectors @ run.wals.item_factors.T, 3, exclude=exclude).tolist()
+
+
 def test_text_id_recommend_returns_k_distinct_unseen_items(run):
     run.train(TrainSettings.from_profile(PROFILE, 1, "text-id", samples_per_task=None, sample_ratio=1.0,
                                          val_users=4, eval_every=2, checkpoint_every=2), show_progress=False)
