@@ -63,6 +63,9 @@ class ClassicRecommender:
             self._wals[targets] = classic_scorers(self.split, self._run.eval_wals(targets), names=("wals",))["wals"]
         return self._wals[targets](users)
 
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, **kwargs):
+        return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
+
 
 @torch.no_grad()
 def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test",
@@ -89,7 +92,7 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
     fusion.eval()
     # the user vectors the run's evaluation reads (folded-in ones under eval_user_vectors="folded")
-    with fusion.reading_users(model.user_vectors(targets) if getattr(model, "user_vectors", None) else None):
+    with fusion.reading_users(model.user_vectors(targets) if model.user_vectors else None):
         return _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams)
 
 

@@ -107,3 +107,8 @@ def test_cli_recommend_prints_ten_item_ids(tmp_path):
     assert wals["items"] == data.raw_item_ids[expected[0]].tolist()
     code, err, _ = run_cli("recommend", "--run", str(out), "--user", "999999", "--model", "wals", check=False)
     assert code == 2 and "Unknown user" in err["error"]
+
+
+def test_classic_recommender_has_the_recommend_method(run):
+    wals = ClassicRecommender(run, "wals")
+    assert wals.recommend([0, 1], k=3, as_indices=True) == recommend(wals, [0, 1], k=3, as_indices=True)
