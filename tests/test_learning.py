@@ -212,16 +212,22 @@ def test_profiles_take_the_head_the_recorded_tuning_chose():
     assert len(record_table(records[0])) == len(records[0]["candidates"])
 
 
-def test_cpu_profile_takes_the_stage_split_the_record_chose():
+def test_cpu_profile_takes_the_stage_split_the_records_chose():
+    """The prompts per stage come from the distance record's best candidate where it names
+    them (it scores at the test target's distance), else from the stage-split record."""
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import choose_split
+    from llmrec_lite.tuning import choose_split, distance_ranking
 
-    records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/split_*_cpu.json"))]
+    results = Path(__file__).parents[1] / "benchmarks/results"
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("split_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
     assert all(r["targets"] == "valid" for r in records)
-    assert tuple(get_profile("cpu").item_token_samples) == choose_split(records)
+    far = [json.loads(p.read_text()) for p in sorted(results.glob("distance_*_cpu.json"))]
+    best = distance_ranking(far)[0][0]
+    samples = next(c for c in far[0]["candidates"] if c["name"] == best)["settings"].get("samples_per_task")
+    assert tuple(get_profile("cpu").item_token_samples) == (tuple(samples) if samples else choose_split(records))
 
 
 def test_history_pairs_follow_causal_attention(tiny_run):
