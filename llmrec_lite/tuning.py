@@ -390,21 +390,16 @@ def distance_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
                         "candidate; run the same --candidates on every dataset")
 
 
-def row_measured(record: dict, name: str) -> dict:
-    """Where and when a record's row was measured: the last ``added`` batch that holds it,
-    else the record's own machine and date (a row added later can come from another machine)."""
-    for batch in reversed(record.get("added", [])):
-        if name in batch["candidates"]:
-            return {"machine": batch.get("machine", record.get("machine", {})), "date": batch.get("date", record.get("date"))}
-    return {"machine": record.get("machine", {}), "date": record.get("date")}
+def measured_on(record: dict, name: str) -> str:
+    """``"<machine>, <precision>, <date>"`` of a record's row: the last ``added`` batch that
+    holds it, else the record's own (a row added later can come from another machine, and
+    the training precision, bfloat16 where the CPU multiplies it natively, changes the numbers)."""
+    from llmrec_lite.results import hardware_label
 
-
-def measured_label(measured: dict) -> str:
-    """``"<cpu model>, <precision>, <date>"`` of :func:`row_measured`: training precision
-    differs between CPUs (bfloat16 where the CPU multiplies it natively), and so do the numbers."""
-    machine = measured["machine"]
+    batch = next((b for b in reversed(record.get("added", [])) if name in b["candidates"]), {})
+    machine = batch.get("machine", record.get("machine", {}))
     precision = "bfloat16" if machine.get("cuda") or machine.get("cpu_fast_bf16", True) else "float32"
-    return f"{machine.get('cpu_model') or machine.get('processor', '?')}, {precision}, {measured['date']}"
+    return f"{hardware_label(machine)}, {precision}, {batch.get('date', record.get('date'))}"
 
 
 def distance_table(record: dict):
@@ -413,7 +408,7 @@ def distance_table(record: dict):
     import pandas as pd
 
     return pd.DataFrame([{
-        "candidate": c["name"], "measured on": measured_label(row_measured(record, c["name"])),
+        "candidate": c["name"], "measured on": measured_on(record, c["name"]),
         "train minutes": c["train_minutes"],
         "stage 2 HR@10, 1 item past training": c["near"]["hr@10"],
         "stage 2 HR@10, 2 items past (as test)": c["far"]["hr@10"],
