@@ -460,6 +460,19 @@ S2_VS_S1, S2_VS_NOCF, S1_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddi
 S2_VS_WALS = "stage 2 - WALS"
 # with a late-fusion weight (Profile.cf_weight), also these two
 FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
+def against_target(value: float, target: float, target_name: str = "it", digits: int = 4) -> str:
+    """How a number stands against a target, in words, at the precision the book prints.
+
+    ``"exceeds it by 0.0082"``, ``"falls short of it by 0.0041"``, or ``"equals it at 4 decimals"``
+    when the two round to the same printed value (a gap of ``0.0000`` says nothing).
+    """
+    if round(value, digits) == round(target, digits):
+        return f"equals {target_name} at {digits} decimals ({value:.{digits}f})"
+    gap = abs(value - target)
+    verb = "exceeds" if value > target else "falls short of"
+    return f"{verb} {target_name} by {gap:.{digits}f}"
+
+
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
 
 

@@ -236,6 +236,13 @@ def test_grid_sentence():
     assert R.grid_sentence(get_profile("smoke"), {"lastfm": "LastFM"}).startswith("Final models (stage 2")
 
 
+def test_against_target_reads_the_printed_precision():
+    assert R.against_target(0.0807339, 0.0807) == "equals it at 4 decimals (0.0807)"
+    assert R.against_target(0.0835, 0.0807, "BSARec's 0.0807") == "exceeds BSARec's 0.0807 by 0.0028"
+    assert R.against_target(0.0752, 0.0807) == "falls short of it by 0.0055"
+    assert R.against_target(0.08074, 0.0807, digits=5).startswith("exceeds it by 0.0000")
+
+
 def test_paired_table_and_sentences(lean):
     table = R.paired_table(lean, NAMES)
     assert len(table) == 12 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 3 comparisons x 2 rules x 2
