@@ -79,7 +79,6 @@ def _unpack(trained, encoder):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def item_token_batches(model, encoder, task: str, template: str | int, targets: str, users, batch_size: int = 32,
                        bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True):
     """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
