@@ -34,6 +34,8 @@ by taking their labels apart.
 
 from __future__ import annotations
 
+import math
+
 from llmrec_lite.pipeline import ITEM_TOKEN, LATE_FUSION, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT
 from llmrec_lite.variants import Variant
 
@@ -463,14 +465,21 @@ FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
 def against_target(value: float, target: float, target_name: str = "it", digits: int = 4) -> str:
     """How a number stands against a target, in words, at the precision the book prints.
 
-    ``"exceeds it by 0.0082"``, ``"falls short of it by 0.0041"``, or ``"equals it at 4 decimals"``
-    when the two round to the same printed value (a gap of ``0.0000`` says nothing).
+    ``"exceeds it by 0.0082"``, ``"falls short of it by 0.0041"``, or
+    ``"equals it at 4 decimals (0.0807)"`` when the two print the same (a gap of ``0.0000``
+    says nothing). The gap is that of the printed values, so it adds up with what the reader sees.
+
+    Raises:
+        ValueError: ``value`` or ``target`` is NaN (a row that was not measured has no verdict).
     """
-    if round(value, digits) == round(target, digits):
-        return f"equals {target_name} at {digits} decimals ({value:.{digits}f})"
-    gap = abs(value - target)
-    verb = "exceeds" if value > target else "falls short of"
-    return f"{verb} {target_name} by {gap:.{digits}f}"
+    if math.isnan(value) or math.isnan(target):
+        raise ValueError(f"against_target({value}, {target}): a NaN has no verdict; "
+                         "phrase the sentence without the missing row instead.")
+    shown, goal = round(value, digits), round(target, digits)
+    if shown == goal:
+        return f"equals {target_name} at {digits} decimals ({shown:.{digits}f})"
+    verb = "exceeds" if shown > goal else "falls short of"
+    return f"{verb} {target_name} by {abs(shown - goal):.{digits}f}"
 
 
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}

@@ -262,8 +262,8 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     "1200 + 800 at LoRA lr 3e-4 + prefix user vectors + CF term + known offset": {
         "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
         "stage2": {"lora_lr": 3e-4}},
-    # stage 2 still added little over stage 1 with that split (far target: +.008 on both datasets,
-    # not separated on LastFM; test: +.0055 and +.0005): a faster LoRA rate, alone and with the
+    # stage 2 still added little over stage 1 with that split (far target: +.008 on LastFM, not
+    # separated, and +.009 on Beauty; test: +.0055 and +.0005): a faster LoRA rate, alone and with the
     # already-trained projectors slowed in stage 2 (added to the record on 2026-12-03)
     "1200 + 800 at LoRA lr 1e-3 + prefix user vectors + CF term + known offset": {
         "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,

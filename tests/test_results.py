@@ -240,7 +240,13 @@ def test_against_target_reads_the_printed_precision():
     assert R.against_target(0.0807339, 0.0807) == "equals it at 4 decimals (0.0807)"
     assert R.against_target(0.0835, 0.0807, "BSARec's 0.0807") == "exceeds BSARec's 0.0807 by 0.0028"
     assert R.against_target(0.0752, 0.0807) == "falls short of it by 0.0055"
-    assert R.against_target(0.08074, 0.0807, digits=5).startswith("exceeds it by 0.0000")
+    assert R.against_target(0.08074, 0.0807, digits=5) == "exceeds it by 0.00004"
+    # the printed values decide: 0.080651 prints as 0.0807, and 0.08084 against 0.08066 as 0.0808 against 0.0807
+    assert R.against_target(0.080651, 0.0807) == "equals it at 4 decimals (0.0807)"
+    assert R.against_target(0.080649, 0.0807) == "falls short of it by 0.0001"  # prints as 0.0806
+    assert R.against_target(0.08084, 0.08066) == "exceeds it by 0.0001"
+    with pytest.raises(ValueError, match="NaN"):
+        R.against_target(float("nan"), 0.0725)
 
 
 def test_paired_table_and_sentences(lean):
