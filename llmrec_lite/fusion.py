@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -430,13 +430,38 @@ class FusionModel(nn.Module):
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """Final (normalised) hidden states of every position, ``(batch, length, hidden)``."""
-        out = self.backbone.decoder()(
-            inputs_embeds=self.input_embeddings(batch),
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-        )
+        embeds = self.input_embeddings(batch)  # claims the backbone's adapters first
+        with self.idle_adapters_off():
+            out = self.backbone.decoder()(
+                inputs_embeds=embeds,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+            )
         return out.last_hidden_state
+
+    def idle_adapters_off(self):
+        """A context that runs the backbone without its LoRA adapters while they cannot change
+        anything: none of them trains (stage 1, evaluation) and every ``lora_B`` is still zero,
+        as :meth:`reset_lora` leaves it. Outputs and gradients are then the same, bit for bit
+        (the adapters add exact zeros), but a CPU step is much faster: in training mode LoRA's
+        dropout copies the input of every adapted layer, which costs more than the adapters'
+        own products. Otherwise (stage 2, a trained model) the adapters run as usual.
+        """
+        lora = self._lora_parameters()
+        idle = (lora and hasattr(self.model, "disable_adapter")
+                and not any(p.requires_grad for p in lora.values())
+                and not any(bool(p.detach().any()) for name, p in lora.items() if "lora_B" in name))
+        return self._without_adapters(lora) if idle else nullcontext()
+
+    @contextmanager
+    def _without_adapters(self, lora: dict[str, nn.Parameter]):
+        # peft switches the adapters back on by marking them trainable, which would make stage 1
+        # compute (and keep) LoRA gradients from its second step on: the flags are put back
+        with self.model.disable_adapter():
+            yield
+        for p in lora.values():
+            p.requires_grad_(False)
 
     def last_hidden(self, batch: Batch) -> torch.Tensor:
         """Final (normalised) hidden state at the last prompt position of every row."""
@@ -497,11 +522,13 @@ class FusionModel(nn.Module):
                                         batch.next_items)
                 loss = (1 - self.dense_weight) * answer + self.dense_weight * dense
             return {"loss": loss, "answer_loss": answer.detach(), "scores": scores}
-        out = self.model(
-            inputs_embeds=self.input_embeddings(batch),
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            labels=batch.labels,
-            use_cache=False,
-        )
+        embeds = self.input_embeddings(batch)
+        with self.idle_adapters_off():
+            out = self.model(
+                inputs_embeds=embeds,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                labels=batch.labels,
+                use_cache=False,
+            )
         return {"loss": out.loss, "logits": out.logits}

@@ -163,10 +163,11 @@ class Run:
             backbone = load_backbone(BackboneSettings.from_profile(profile), device=resolve_device(profile.device))
         return cls(out, profile, split.data, split, wals, backbone, steps_back=steps_back)
 
-    def at(self, out) -> "Run":
+    def at(self, out, backbone=None) -> "Run":
         """The same data, factors and backbone with another run directory (its ``wals/`` is
-        written there too, so the directory is self-contained)."""
-        other = Run(out, self.profile, self.data, self.split, self.wals, self.backbone, self.steps_back)
+        written there too, so the directory is self-contained); ``backbone``: another loaded
+        backbone instead (a tuning candidate's other LoRA adapters)."""
+        other = Run(out, self.profile, self.data, self.split, self.wals, backbone or self.backbone, self.steps_back)
         if not (other.wals_dir / "wals.json").exists():
             self.wals.save(other.wals_dir, wals_metadata(self.data, **self._shift()))
         return other

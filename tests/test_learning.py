@@ -432,6 +432,31 @@ def test_distance_record_never_reads_a_real_test_target(tmp_path):
         add_to_record(a, {**extra, "users": 1}, {})
 
 
+def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(tmp_path):
+    from llmrec_lite.tuning import candidate_run, distance_tune
+
+    first, _ = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    every = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    candidates = {"8 + 8": {"samples_per_task": (8, 8)},
+                  "8 + 8 wide LoRA": {"samples_per_task": (8, 8), "backbone": {"lora_r": 4, "lora_targets": every}}}
+    record = distance_tune(first, candidates, show_progress=False)
+    runs = first.out / "distance"
+    for stage in (1, 2):
+        wide = json_of(runs / f"8-8-wide-lora/item-token/stage{stage}/config.json")["backbone"]
+        assert wide["lora_r"] == 4 and wide["lora_targets"] == list(every)
+        assert json_of(runs / f"8-8/item-token/stage{stage}/config.json")["backbone"]["lora_r"] == first.backbone.settings.lora_r
+    assert record["candidates"][1]["settings"]["backbone"]["lora_r"] == 4
+    # the run's own backbone is untouched: its adapters sit on the query and value projections only
+    assert first.backbone.settings.lora_targets == ("q_proj", "v_proj")
+    adapted = {n.split(".")[-4] for n, _ in candidate_run(first, candidates["8 + 8 wide LoRA"], tmp_path / "w")
+               .backbone.model.named_parameters() if "lora_A" in n}
+    assert adapted == set(every)
+    # a candidate that names the run's own settings shares its backbone
+    assert candidate_run(first, {"backbone": {"lora_r": first.backbone.settings.lora_r}}, tmp_path / "s").backbone is first.backbone
+    with pytest.raises(ValueError, match="lora_r.*not hidden_size"):
+        candidate_run(first, {"backbone": {"hidden_size": 3}}, tmp_path / "x")
+
+
 def test_fusion_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
@@ -598,6 +623,17 @@ def test_candidate_matches_reads_both_stages_settings():
     # a candidate silent on a setting its record varies means that setting's default
     slow = {**same, "stage2": {"lora_lr": 1.234e-4}}
     assert candidate_matches(cpu, same) and not candidate_matches(cpu, same, [same, slow])
+    # LoRA adapters are a backbone entry; a record read back from JSON holds its targets as a list
+    import dataclasses
+
+    from llmrec_lite.profiles import Profile
+
+    plain = dataclasses.replace(cpu, lora_r=Profile.lora_r, lora_targets=Profile.lora_targets)
+    wide = {**same, "backbone": {"lora_r": 2 * Profile.lora_r, "lora_targets": ("q_proj", "k_proj")}}
+    assert not candidate_matches(plain, wide) and candidate_matches(plain, same, [same, wide])
+    widened = dataclasses.replace(plain, lora_r=2 * Profile.lora_r, lora_targets=("q_proj", "k_proj"))
+    assert candidate_matches(widened, {**wide, "backbone": {**wide["backbone"], "lora_targets": ["q_proj", "k_proj"]}})
+    assert not candidate_matches(widened, same, [same, wide])
 
 
 def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
@@ -731,3 +767,45 @@ def test_record_scripts_refuse_to_replace_or_add_to_the_wrong_record(tmp_path, m
         distance.main(["--out", str(out), "--runs", runs])
     assert "holds a finished record" in capsys.readouterr().err
     assert out.read_text() == "{}" and not (tmp_path / "runs").exists()
+
+
+def test_idle_adapters_are_skipped_without_changing_a_bit(tiny_run):
+    from contextlib import nullcontext
+
+    enc = tiny_run.encoder()
+    prompts = [enc.encode(get_template("sequential", 0), u, [1, 2, 3][: u + 1], target=4) for u in range(3)]
+    batch = collate(prompts, tiny_run.backbone.tokenizer.pad_token_id, with_response=False)
+    model = tiny_run.build_model(settings(1))
+    model.train()
+    lora = model._lora_parameters()
+    assert lora and not any(p.requires_grad for p in lora.values())
+    assert not isinstance(model.idle_adapters_off(), nullcontext)  # stage 1: B = 0 and nothing trains them
+
+    def loss_and_grads(run_adapters: bool):
+        if run_adapters:  # the adapters as they ran before: their forward and backward included
+            model.idle_adapters_off = lambda: nullcontext()
+        torch.manual_seed(0)
+        model.zero_grad(set_to_none=True)
+        loss = model(batch)["loss"]
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.__dict__.pop("idle_adapters_off", None)
+        return loss.detach(), grads
+
+    skipped, skipped_grads = loss_and_grads(False)
+    # peft marks adapters trainable when it switches them back on; stage 1 must not train them
+    assert not any(p.requires_grad or p.grad is not None for p in lora.values())
+    ran, ran_grads = loss_and_grads(True)
+    assert torch.equal(skipped, ran) and skipped_grads.keys() == ran_grads.keys()
+    assert all(torch.equal(skipped_grads[n], ran_grads[n]) for n in ran_grads)
+    # adapters that train (stage 2) or that learned something (a trained model) always run
+    model.set_stage(2)
+    assert isinstance(model.idle_adapters_off(), nullcontext)
+    model.set_stage(1)
+    with torch.no_grad():
+        next(p for n, p in lora.items() if "lora_B" in n).add_(0.1)
+    try:
+        assert isinstance(model.idle_adapters_off(), nullcontext)
+        assert not torch.equal(model(batch)["loss"].detach(), skipped)
+    finally:
+        model.reset_lora(0)  # the tiny backbone is shared with later tests: B back to zero
