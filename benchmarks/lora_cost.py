@@ -33,7 +33,7 @@ from llmrec_lite.backbone import BackboneSettings, load_backbone
 from llmrec_lite.device import cpu_has_fast_bf16, describe_machine
 from llmrec_lite.fileio import write_json
 from llmrec_lite.profiles import get_profile
-from llmrec_lite.tuning import EVERY_LINEAR_LAYER
+from llmrec_lite.profiles import EVERY_LINEAR_LAYER
 
 from precision import step_seconds  # benchmarks/precision.py
 

@@ -15,6 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
+from llmrec_lite.profiles import EVERY_LINEAR_LAYER
 from llmrec_lite.variants import Variant
 
 ITEM_TOKEN = Variant("item-token", True)
@@ -227,9 +228,6 @@ def stage_split(run, splits: list[tuple[int, int]], users: int | None = None, ou
         "best": best["name"],
     }
 
-
-# The linear layers of a Llama block: attention's four projections and the MLP's three.
-EVERY_LINEAR_LAYER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # name -> {"samples_per_task": (stage 1, stage 2), "stage2": overrides of stage 2 only,
 # "backbone": LoRA settings of the backbone (see BACKBONE_OVERRIDES), other keys: both stages}.
