@@ -21,21 +21,17 @@ summary as its last line.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import re
-from pathlib import Path
 
 import torch
 
 from llmrec_lite.backbone import BackboneSettings, load_backbone
 from llmrec_lite.device import cpu_has_fast_bf16, describe_machine
 from llmrec_lite.fileio import write_json
-from llmrec_lite.profiles import get_profile
-from llmrec_lite.profiles import EVERY_LINEAR_LAYER
+from llmrec_lite.profiles import EVERY_LINEAR_LAYER, get_profile
 
-from precision import step_seconds  # benchmarks/precision.py
+from precision import machine_record_path, step_args, step_seconds  # benchmarks/precision.py
 
 SETTINGS = {
     "the paper's: rank 8 on q_proj and v_proj, dropout 0.05": {},
@@ -61,13 +57,7 @@ def timed(backbone, embeds, bf16: bool, steps: int, way: str) -> float:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = step_args(__doc__, argv)
 
     base = dataclasses.replace(BackboneSettings.from_profile(get_profile("cpu")), lora_r=8, lora_alpha=16,
                                lora_dropout=0.05, lora_targets=("q_proj", "v_proj"))
@@ -95,8 +85,7 @@ def main(argv=None) -> dict:
         "rows": rows,
         "machine": machine,
     }
-    name = re.sub(r"[^a-z0-9]+", "-", machine.get("cpu_model", machine["processor"]).lower()).strip("-")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"lora_cost_{name}.json"
+    out = machine_record_path("lora_cost", machine, args.out)
     write_json(out, record)
     print(json.dumps({r["setting"]: {"stage 1": round(r["stage1_over_paper_frozen"], 3),
                                      "stage 2": round(r["stage2_over_paper_trained"], 3)} for r in rows}))

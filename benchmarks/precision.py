@@ -49,14 +49,25 @@ def matmul_seconds(dtype, repeats: int = 3) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def step_args(doc: str, argv=None) -> argparse.Namespace:
+    """The options of the step-timing benchmarks: ``--steps``, ``--batch``, ``--tokens``, ``--seed``, ``--out``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def machine_record_path(kind: str, machine: dict, out: str | None) -> Path:
+    """``out``, else benchmarks/results/<kind>_<cpu model>.json (one record per kind of CPU)."""
+    name = re.sub(r"[^a-z0-9]+", "-", machine.get("cpu_model", machine["processor"]).lower()).strip("-")
+    return Path(out) if out else Path(__file__).parent / "results" / f"{kind}_{name}.json"
+
+
+def main(argv=None) -> dict:
+    args = step_args(__doc__, argv)
 
     torch.manual_seed(args.seed)
     backbone = load_backbone(BackboneSettings(kind="cpu"), device="cpu")
@@ -81,8 +92,7 @@ def main(argv=None) -> dict:
         "auto_chooses": "bf16" if cpu_has_fast_bf16() else "float32",
         "machine": machine,
     }
-    name = re.sub(r"[^a-z0-9]+", "-", machine.get("cpu_model", machine["processor"]).lower()).strip("-")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"precision_{name}.json"
+    out = machine_record_path("precision", machine, args.out)
     write_json(out, record)
     print(json.dumps({k: v for k, v in record.items() if not k.endswith("_each") and k != "machine"}))
     return record
