@@ -142,12 +142,13 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     fused = R.fusion_row(rows)
     if profile.cf_weight > 0:  # the smoke profile fuses, so the row is there
         assert fused is not None and close(glued["fused_hr10"], fused["hr@10"])
+        assert f"fuses at weight {profile.cf_weight:g}," in glued["fusion_sentence"]
         paper_name, published_name = f"the paper's {target:.4f}", f"{best_masked['model']}'s {best_masked['hr@10']:.4f}"
         assert R.against_target(fused["hr@10"], target, paper_name) in glued["fused_numbers"]
         assert R.against_target(fused["hr@10_masked"], best_masked["hr@10"], published_name) in glued["fused_numbers"]
     else:  # a profile whose fusion record chose the model alone: no row, and no number said of one
         assert fused is None and "fused_hr10" not in glued
-        assert glued["fused_numbers"].startswith("Without that row") and "cf_weight is 0" in glued["fusion_sentence"]
+        assert glued["fused_numbers"].startswith("Without that row") and "weight is 0 (cf_weight)" in glued["fusion_sentence"]
 
     # validation against test: the test-target points are the rows; the verdict follows the numbers
     assert close(glued["dist_s2_test"], s2) and close(glued["dist_s1_test"], s1)
