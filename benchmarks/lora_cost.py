@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import nullcontext
 
 import torch
 
@@ -48,10 +49,7 @@ def timed(backbone, embeds, bf16: bool, steps: int, way: str) -> float:
     lora = [p for name, p in backbone.model.named_parameters() if "lora_" in name]
     for p in lora:
         p.requires_grad_(way == "trained")
-    if way == "skipped":
-        with backbone.model.disable_adapter():
-            seconds = step_seconds(backbone.decoder(), embeds, bf16, steps)
-    else:
+    with backbone.model.disable_adapter() if way == "skipped" else nullcontext():
         seconds = step_seconds(backbone.decoder(), embeds, bf16, steps)
     return sum(seconds) / len(seconds)
 

@@ -155,6 +155,9 @@ class Profile:
         return dataclasses.asdict(self)
 
 
+# The linear layers of a Llama block: attention's four projections and the MLP's three.
+EVERY_LINEAR_LAYER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 # The item-token head of the cpu and gpu profiles: cosine logits over a learned temperature,
 # half the loss from dense next-item supervision, and a learned offset for the items the
 # prompt shows. Chosen by the tuning record on validation targets only
@@ -162,9 +165,6 @@ class Profile:
 # chapter 5.6 reads them): the best mean validation HR@10 over both datasets. The readout and
 # faster projectors were in the record too and ranked lower, so they stay off. The smoke
 # profile keeps the plain defaults (dot logits, answer position only).
-# The linear layers of a Llama block: attention's four projections and the MLP's three.
-EVERY_LINEAR_LAYER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 CHOSEN_HEAD = {"item_logit": "cosine", "logit_temperature": 0.07, "dense_weight": 0.5, "history_bias": True}
 
 PROFILES: dict[str, Profile] = {

@@ -320,11 +320,8 @@ def candidate_run(run, candidate: dict, out: str | Path, loaded: dict | None = N
     unknown = sorted(set(overrides) - set(BACKBONE_OVERRIDES))
     if unknown:
         raise ValueError(f"A candidate's backbone entry can set {', '.join(BACKBONE_OVERRIDES)}, not {', '.join(unknown)}.")
-    if not overrides:
-        return run.at(out)
-    settings = dataclasses.replace(run.backbone.settings, **overrides)
-    settings.lora_targets = tuple(settings.lora_targets)
-    if settings == run.backbone.settings:
+    settings = dataclasses.replace(run.backbone.settings, **overrides)  # lora_targets: a tuple again
+    if settings == run.backbone.settings:  # no entry, or the run's own settings
         return run.at(out)
     key = json.dumps(dataclasses.asdict(settings), sort_keys=True)
     loaded = {} if loaded is None else loaded
