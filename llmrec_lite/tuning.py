@@ -290,6 +290,16 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
         "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
         "stage2": {"lora_lr": 1e-3},
         "backbone": {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    # adapters on every layer lifted stage 2 over stage 1 on Beauty's far target (+.013, above zero)
+    # but not on LastFM's (+.009), and not on either test target: with those adapters, the earlier
+    # split that gives stage 2 more prompts, and a faster LoRA rate at the same split
+    # (added to the record on 2026-12-03, third session)
+    "800 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
+        "samples_per_task": (800, 1200), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
+        "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    "1200 + 800 at LoRA lr 2e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
+        "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
+        "stage2": {"lora_lr": 2e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
 }
 
 
