@@ -187,7 +187,7 @@ PROFILES: dict[str, Profile] = {
     # without dropout: the best mean in the same record (rows of 2026-12-03, second session, on an
     # Intel Xeon with native bfloat16; mean .0791 against .0746 for the paper's q_proj and v_proj
     # without dropout and .0740 with it; stage 2 - stage 1 on the far target above zero on Beauty,
-    # not separated on LastFM). Rank 16 was measured on LastFM only (below rank 8 there). With
+    # not separated on LastFM). Rank 16 ranked below rank 8 on both datasets (mean .0765). With
     # adapters on every layer, LoRA at 2e-3 (mean .0769) and 800 + 1,200 prompts (mean .0722)
     # ranked below it on both datasets (rows of 2026-12-03, third session).
     # LoRA's dropout is off because on a CPU it copies every adapted layer's input: a stage-2 step
