@@ -189,7 +189,9 @@ PROFILES: dict[str, Profile] = {
     # without dropout and .0740 with it; stage 2 - stage 1 on the far target above zero on Beauty,
     # not separated on LastFM). Rank 16 ranked below rank 8 on both datasets (mean .0765). With
     # adapters on every layer, LoRA at 2e-3 (mean .0769) and 800 + 1,200 prompts (mean .0722)
-    # ranked below it on both datasets (rows of 2026-12-03, third session).
+    # ranked below it on both datasets (rows of 2026-12-03, third session), and so did 1,200 + 1,200
+    # (mean .0764: LastFM .0908, the same as 1,200 + 800, Beauty lower), so stage 2's gain over
+    # stage 1 is not held back by its number of prompts.
     # LoRA's dropout is off because on a CPU it copies every adapted layer's input: a stage-2 step
     # on every layer costs 1.08 times the paper's placement without it, 1.83 with it
     # (benchmarks/results/lora_cost_*.json).

@@ -300,6 +300,11 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     "1200 + 800 at LoRA lr 2e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
         "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
         "stage2": {"lora_lr": 2e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    # neither did: half again as many stage-2 prompts on top of the profile's stage 1, to tell
+    # whether stage 2's budget is what holds it back (it costs minutes the hour may not have)
+    "1200 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
+        "samples_per_task": (1200, 1200), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
+        "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
 }
 
 
