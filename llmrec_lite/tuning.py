@@ -229,6 +229,15 @@ def stage_split(run, splits: list[tuple[int, int]], users: int | None = None, ou
     }
 
 
+def _every_layer(samples_per_task: tuple[int, int], lora_lr: float = 1e-3, **backbone) -> dict:
+    """A distance candidate with the head of the profile's later rows (prefix user vectors, CF
+    term, known offset), LoRA at ``lora_lr`` in stage 2 on every linear layer without dropout;
+    ``backbone``: further LoRA settings (rank, alpha)."""
+    return {"samples_per_task": samples_per_task, "user_vectors": "prefix", "cf_term": True, "known_bias": True,
+            "stage2": {"lora_lr": lora_lr},
+            "backbone": {**backbone, "lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}}
+
+
 # name -> {"samples_per_task": (stage 1, stage 2), "stage2": overrides of stage 2 only,
 # "backbone": LoRA settings of the backbone (see BACKBONE_OVERRIDES), other keys: both stages}.
 # Candidates that curb what stage 2 learns about the end of the training period (chapter 7.5
@@ -283,28 +292,22 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     "1200 + 800 at LoRA lr 1e-3 without dropout + prefix user vectors + CF term + known offset": {
         "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
         "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0}},
-    "1200 + 800 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
-        "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
-        "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
-    "1200 + 800 at LoRA lr 1e-3 rank 16 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
-        "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
-        "stage2": {"lora_lr": 1e-3},
-        "backbone": {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    "1200 + 800 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset":
+        _every_layer((1200, 800)),
+    "1200 + 800 at LoRA lr 1e-3 rank 16 on every linear layer without dropout + prefix user vectors + CF term + known offset":
+        _every_layer((1200, 800), lora_r=16, lora_alpha=32),
     # adapters on every layer lifted stage 2 over stage 1 on Beauty's far target (+.013, above zero)
     # but not on LastFM's (+.009), and not on either test target: with those adapters, the earlier
     # split that gives stage 2 more prompts, and a faster LoRA rate at the same split
     # (added to the record on 2026-12-03, third session)
-    "800 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
-        "samples_per_task": (800, 1200), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
-        "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
-    "1200 + 800 at LoRA lr 2e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
-        "samples_per_task": (1200, 800), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
-        "stage2": {"lora_lr": 2e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    "800 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset":
+        _every_layer((800, 1200)),
+    "1200 + 800 at LoRA lr 2e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset":
+        _every_layer((1200, 800), lora_lr=2e-3),
     # neither did: half again as many stage-2 prompts on top of the profile's stage 1, to tell
     # whether stage 2's budget is what holds it back (it costs minutes the hour may not have)
-    "1200 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset": {
-        "samples_per_task": (1200, 1200), "user_vectors": "prefix", "cf_term": True, "known_bias": True,
-        "stage2": {"lora_lr": 1e-3}, "backbone": {"lora_dropout": 0.0, "lora_targets": EVERY_LINEAR_LAYER}},
+    "1200 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset":
+        _every_layer((1200, 1200)),
 }
 
 
