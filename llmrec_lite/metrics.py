@@ -142,11 +142,17 @@ def paired_bootstrap(ranks_a: np.ndarray, ranks_b: np.ndarray, key: str = "hr@10
     a, b = per_user_values(ranks_a, key), per_user_values(ranks_b, key)
     if a.shape != b.shape:
         raise ValueError(f"Paired comparison needs the same users: {len(a)} ranks against {len(b)}.")
-    diff = a - b
+    return {"key": key, **difference_interval(a - b, samples, seed, level)}
+
+
+def difference_interval(diff: np.ndarray, samples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of per-user differences with its bootstrap interval over users, and a verdict:
+    ``"above"`` (the interval is above zero), ``"below"`` or ``"not separated"``."""
+    diff = np.asarray(diff, dtype=float)
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return {"key": key, "difference": float(diff.mean()), "ci95": [float(lo), float(hi)], "users": int(len(diff)),
+    return {"difference": float(diff.mean()), "ci95": [float(lo), float(hi)], "users": int(len(diff)),
             "verdict": "above" if lo > 0 else ("below" if hi < 0 else "not separated")}
 
 

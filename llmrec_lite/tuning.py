@@ -389,19 +389,7 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
     rows = []
     for name, candidate in candidates.items():
         sub = candidate_run(run, candidate, out / slug(name), backbones)
-        stages = []
-        for stage in (1, 2):
-            settings = run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidate, stage))
-            folder = sub.stage_dir(ITEM_TOKEN, stage)
-            key = json.dumps(sub.config(settings), sort_keys=True)
-            if stage == 1 and key in finished_stage1 and not folder.exists():
-                shutil.copytree(finished_stage1[key], folder)  # the same stage 1: trained once
-            result = sub.ensure(settings, show_progress)
-            if stage == 1:
-                finished_stage1.setdefault(key, folder)
-            stages.append({"stage": stage, "steps": result["steps"], "samples": result["samples"],
-                           "targets": result.get("targets", result["samples"]), "seconds": result["seconds"],
-                           "final_val_loss": result["final_val_loss"]})
+        stages = _train_both_stages(run, sub, candidate, finished_stage1, show_progress)
         final, first = sub.load(ITEM_TOKEN, 2), sub.load(ITEM_TOKEN, 1)
         far = evaluate_model(final, targets="test", users=chosen_users, show_progress=show_progress)
         near = evaluate_model(final, targets="valid", users=chosen_users, show_progress=show_progress)
@@ -430,6 +418,26 @@ def distance_tune(run, candidates: dict[str, dict] | None = None, users: int | N
         "candidates": rows,
         "best": distance_best(rows),
     }
+
+
+def _train_both_stages(run, sub, candidate: dict, finished_stage1: dict, show_progress: bool) -> list[dict]:
+    """Trains (or finds finished) a candidate's stage 1 then stage 2 in ``sub``; returns what each
+    stage measured. ``finished_stage1`` maps a stage-1 configuration to a folder that holds it:
+    the same stage 1 is copied, not trained again."""
+    stages = []
+    for stage in (1, 2):
+        settings = run.settings(ITEM_TOKEN, stage, **_stage_overrides(candidate, stage))
+        folder = sub.stage_dir(ITEM_TOKEN, stage)
+        key = json.dumps(sub.config(settings), sort_keys=True)
+        if stage == 1 and key in finished_stage1 and not folder.exists():
+            shutil.copytree(finished_stage1[key], folder)  # the same stage 1: trained once
+        result = sub.ensure(settings, show_progress)
+        if stage == 1:
+            finished_stage1.setdefault(key, folder)
+        stages.append({"stage": stage, "steps": result["steps"], "samples": result["samples"],
+                       "targets": result.get("targets", result["samples"]), "seconds": result["seconds"],
+                       "final_val_loss": result["final_val_loss"]})
+    return stages
 
 
 def distance_best(rows: list[dict]) -> str:
@@ -494,6 +502,132 @@ def distance_table(record: dict):
         "stage 2 - stage 1": "{:+.4f} [{:+.4f}, {:+.4f}]".format(c["stage 2 - stage 1 (far)"]["hr@10"]["difference"],
                                                              *c["stage 2 - stage 1 (far)"]["hr@10"]["ci95"]),
         "best": "yes" if c["name"] == record["best"] else ""} for c in record["candidates"]])
+
+
+# Training seeds of the seed record (the profile's own, 0, first: its run is the distance record's)
+SPREAD_SEEDS: tuple[int, ...] = (0, 1, 2)
+
+
+def seed_label(name: str, seed: int, profile_seed: int) -> str:
+    """A seed run's name: the candidate's own under the profile's seed (the distance record's
+    run, reused), else ``"<candidate>, seed <seed>"``."""
+    return name if seed == profile_seed else f"{name}, seed {seed}"
+
+
+def seed_spread(run, seeds=SPREAD_SEEDS, candidate: str | None = None, users: int | None = None,
+                out: str | Path | None = None, candidates: dict[str, dict] | None = None,
+                show_progress: bool = True) -> dict:
+    """One distance candidate (default: the profile's) trained under several training seeds and
+    scored as the distance record scores it: how much of stage 2 - stage 1 is training noise.
+
+    A training seed draws the prompts each stage samples, the projectors' and adapters'
+    initial values and the batches' order; the data, split and WALS factors stay the run's.
+    Every seed's stage 1 and stage 2 are scored on the far target of the shifted run (the
+    real validation target), never a real test target. Under the profile's own seed the
+    distance record's run is reused.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` opened with ``steps_back=1`` or more.
+        seeds: Training seeds (at least two).
+        candidate: Name of a :data:`DISTANCE_CANDIDATES` entry (default: the profile's own).
+        users: Users scored (``None``: all; else a seeded subset, the same for every seed).
+        out: Where the runs are kept (default ``run.out / "distance"``, the distance record's).
+        candidates: Where ``candidate`` is looked up (default :data:`DISTANCE_CANDIDATES`).
+
+    Returns:
+        The record: per seed the stages' steps and seconds, stage 2's and stage 1's far
+        HR/NDCG@5/10 (unmasked and ``_masked``) and the paired interval of stage 2 - stage 1;
+        ``"over seeds"``: each figure's mean, standard deviation, minimum and maximum, how many
+        seeds put stage 2 - stage 1 above zero, and the paired interval of the per-user
+        difference averaged over the seeds (training noise averaged out; the interval is the
+        users' spread).
+
+    Raises:
+        ValueError: ``run`` is not shifted, fewer than two seeds, or an unknown candidate.
+    """
+    import numpy as np
+
+    from llmrec_lite.evaluate import evaluate_model, evaluation_users
+    from llmrec_lite.metrics import difference_interval, paired_bootstrap, per_user_values
+
+    if run.steps_back < 1:
+        raise ValueError("seed_spread scores the run's test targets, so it needs a shifted run: "
+                         "Run.open(..., steps_back=1), never the real split.")
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) < 2:
+        raise ValueError(f"A spread needs at least two different seeds, not {seeds}.")
+    candidates = DISTANCE_CANDIDATES if candidates is None else candidates
+    name = candidate or profile_candidate(run.profile, candidates)
+    if name not in candidates:
+        raise ValueError(f"Unknown distance candidate {name!r}; known: {', '.join(candidates)}.")
+    out = Path(out) if out is not None else run.out / "distance"
+    chosen_users = evaluation_users(run.split, users, seed=run.profile.seed)
+    keep = lambda ev: {k: v for k, v in ev.metrics.items() if k.startswith(("hr@", "ndcg@"))}  # noqa: E731
+    rows, diffs, backbones = [], {"hr@10": [], "hr@10_masked": []}, {}
+    for seed in seeds:
+        settings = dict(candidates[name]) if seed == run.profile.seed else {**candidates[name], "seed": seed}
+        label = seed_label(name, seed, run.profile.seed)
+        sub = candidate_run(run, settings, out / slug(label), backbones)
+        stages = _train_both_stages(run, sub, settings, {}, show_progress)
+        far = evaluate_model(sub.load(ITEM_TOKEN, 2), targets="test", users=chosen_users, show_progress=show_progress)
+        far1 = evaluate_model(sub.load(ITEM_TOKEN, 1), targets="test", users=chosen_users, show_progress=show_progress)
+        for key, (a, b) in (("hr@10", (far.ranks, far1.ranks)), ("hr@10_masked", (far.other_ranks, far1.other_ranks))):
+            diffs[key].append(per_user_values(a, "hr@10") - per_user_values(b, "hr@10"))
+        rows.append({"seed": seed, "name": label, "stages": stages,
+                     "train_minutes": sum(s["seconds"] for s in stages) / 60,
+                     "far": keep(far), "stage1_far": keep(far1),
+                     "stage 2 - stage 1 (far)": {"hr@10": paired_bootstrap(far.ranks, far1.ranks),
+                                                 "hr@10_masked": paired_bootstrap(far.other_ranks, far1.other_ranks)}})
+
+    def spread(values):
+        values = np.asarray(values, dtype=float)
+        return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)), "min": float(values.min()),
+                "max": float(values.max())}
+
+    over = {}
+    for key in ("hr@10", "hr@10_masked"):
+        over[key] = {"stage 2": spread([r["far"][key] for r in rows]),
+                     "stage 1": spread([r["stage1_far"][key] for r in rows]),
+                     "stage 2 - stage 1": spread([r["stage 2 - stage 1 (far)"][key]["difference"] for r in rows]),
+                     "seeds above zero": sum(r["stage 2 - stage 1 (far)"][key]["difference"] > 0 for r in rows),
+                     "intervals above zero": sum(r["stage 2 - stage 1 (far)"][key]["verdict"] == "above" for r in rows),
+                     "seed-averaged stage 2 - stage 1": difference_interval(np.mean(diffs[key], axis=0))}
+    return {
+        **_shifted_record_header(run, "seed spread", name, candidates, chosen_users),
+        "targets": "far: the real validation target (the run's test target, two items past its training)",
+        "rule": "the same settings trained under each seed; nothing is chosen",
+        "seeds": rows,
+        "over seeds": over,
+    }
+
+
+def seed_table(record: dict):
+    """One row per seed of a seed record: stage 2's and stage 1's far HR@10 and their paired difference
+    (unmasked and masked), and a last row of the means, its difference the seed-averaged one."""
+    import pandas as pd
+
+    cell = lambda d: "{:+.4f} [{:+.4f}, {:+.4f}]".format(d["difference"], *d["ci95"])  # noqa: E731
+    rows = [{"seed": r["seed"], "stage 2 HR@10": r["far"]["hr@10"], "stage 1 HR@10": r["stage1_far"]["hr@10"],
+             "stage 2 - stage 1": cell(r["stage 2 - stage 1 (far)"]["hr@10"]),
+             "same, masked": cell(r["stage 2 - stage 1 (far)"]["hr@10_masked"])} for r in record["seeds"]]
+    pooled = record["over seeds"]["hr@10"]
+    rows.append({"seed": "mean", "stage 2 HR@10": pooled["stage 2"]["mean"], "stage 1 HR@10": pooled["stage 1"]["mean"],
+                 "stage 2 - stage 1": cell(pooled["seed-averaged stage 2 - stage 1"]),
+                 "same, masked": cell(record["over seeds"]["hr@10_masked"]["seed-averaged stage 2 - stage 1"])})
+    return pd.DataFrame(rows)
+
+
+def seed_sentence(record: dict, display_name: str | None = None) -> str:
+    """What a seed record says about stage 2 - stage 1 (HR@10, unmasked), in one sentence."""
+    rows, over = record["seeds"], record["over seeds"]["hr@10"]
+    spread, pooled = over["stage 2 - stage 1"], over["seed-averaged stage 2 - stage 1"]
+    verdict = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}[pooled["verdict"]]
+    return (f"on {display_name or record['dataset']} ({record['users']:,} users, {len(rows)} seeds) stage 2 - stage 1 "
+            f"ranged from {spread['min']:+.4f} to {spread['max']:+.4f} (above zero under {over['seeds above zero']} of "
+            f"{len(rows)} seeds; one seed's own interval above zero under {over['intervals above zero']}), and the "
+            f"per-user difference averaged over the seeds is {pooled['difference']:+.4f} "
+            f"[{pooled['ci95'][0]:+.4f}, {pooled['ci95'][1]:+.4f}], {verdict}; stage 2's HR@10 itself moved between "
+            f"seeds by a standard deviation of {over['stage 2']['sd']:.4f}, stage 1's by {over['stage 1']['sd']:.4f}")
 
 
 def candidate_matches(profile, candidate: dict, others: list[dict] = ()) -> bool:

@@ -432,6 +432,44 @@ def test_distance_record_never_reads_a_real_test_target(tmp_path):
         add_to_record(a, {**extra, "users": 1}, {})
 
 
+def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(tmp_path):
+    import numpy as np
+
+    from llmrec_lite.evaluate import evaluate_model
+    from llmrec_lite.tuning import ITEM_TOKEN, seed_sentence, seed_spread, seed_table
+
+    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}, "16 + 4": {"samples_per_task": (16, 4)}}
+    a = seed_spread(first, (0, 3), candidates=candidates, show_progress=False)
+    b = seed_spread(second, (0, 3), candidates=candidates, show_progress=False)
+    assert without_timings(a) == without_timings(b)
+    assert a["candidate"] == "16 + 16" and [r["seed"] for r in a["seeds"]] == [0, 3]
+    runs = first.out / "distance"
+    # the profile's seed is the distance record's run; another seed trains both stages apart
+    assert [r["name"] for r in a["seeds"]] == ["16 + 16", "16 + 16, seed 3"]
+    for stage in (1, 2):
+        assert json_of(runs / f"16-16/item-token/stage{stage}/config.json")["train"]["seed"] == PROFILE.seed
+        assert json_of(runs / f"16-16-seed-3/item-token/stage{stage}/config.json")["train"]["seed"] == 3
+    # each seed's stage 2 is scored as an evaluation of it on the same users ranks it
+    for row, folder in zip(a["seeds"], ("16-16", "16-16-seed-3")):
+        ev = evaluate_model(first.at(runs / folder).load(ITEM_TOKEN, 2), targets="test", show_progress=False)
+        assert row["far"]["hr@10"] == ev.metrics["hr@10"]
+    over = a["over seeds"]["hr@10"]
+    differences = [r["stage 2 - stage 1 (far)"]["hr@10"]["difference"] for r in a["seeds"]]
+    assert over["stage 2 - stage 1"]["mean"] == pytest.approx(np.mean(differences))
+    # the seed-averaged per-user difference has the mean of the seeds' differences (same users)
+    assert over["seed-averaged stage 2 - stage 1"]["difference"] == pytest.approx(np.mean(differences))
+    assert over["seeds above zero"] == sum(d > 0 for d in differences)
+    assert list(seed_table(a)["seed"]) == [0, 3, "mean"]
+    sentence = seed_sentence(a, "Shop")
+    assert sentence.startswith("on Shop (") and "2 seeds" in sentence
+    assert "{:+.4f}".format(over["seed-averaged stage 2 - stage 1"]["difference"]) in sentence
+    with pytest.raises(ValueError, match="two different seeds"):
+        seed_spread(first, (1, 1), candidates=candidates, show_progress=False)
+    with pytest.raises(ValueError, match="Unknown distance candidate"):
+        seed_spread(first, (0, 1), candidate="nope", candidates=candidates, show_progress=False)
+
+
 def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(tmp_path):
     from llmrec_lite.tuning import candidate_run, distance_tune
 
@@ -650,6 +688,28 @@ def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
     chosen = next(c for c in records[0]["candidates"] if c["name"] == best)["settings"]
     assert candidate_matches(get_profile("cpu"), chosen, settings)
     assert [candidate_matches(get_profile("cpu"), s, settings) for s in settings].count(True) == 1
+
+
+def test_seed_records_are_of_the_cpu_profiles_candidate_and_agree_with_the_distance_record():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import profile_candidate, seed_sentence, seed_table
+
+    results = Path(__file__).parents[1] / "benchmarks/results"
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("seeds_*_cpu.json"))]
+    assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
+    for record in records:
+        # a stale record (of a candidate the profile no longer trains) fails here
+        assert record["candidate"] == profile_candidate(get_profile("cpu")) and record["steps_back"] == 1
+        assert len({r["seed"] for r in record["seeds"]}) == len(record["seeds"]) >= 2
+        # the profile's own seed is the distance record's run, scored on the same users
+        distance = json.loads((results / f"distance_{record['dataset']}_cpu.json").read_text())
+        assert distance["users"] == record["users"]
+        own = next(r for r in record["seeds"] if r["name"] == record["candidate"])
+        row = next(c for c in distance["candidates"] if c["name"] == record["candidate"])
+        assert own["far"] == row["far"] and own["stage1_far"] == row["stage1_far"]
+        assert len(seed_table(record)) == len(record["seeds"]) + 1 and seed_sentence(record)
 
 
 def test_training_prompts_carry_their_whole_prefix_and_nothing_else_does(tiny_run):
