@@ -308,6 +308,12 @@ DISTANCE_CANDIDATES: dict[str, dict] = {
     # whether stage 2's budget is what holds it back (it costs minutes the hour may not have)
     "1200 + 1200 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset":
         _every_layer((1200, 1200)),
+    # the seed record found stage 2's gain over stage 1 on LastFM within training noise (seed-averaged
+    # +.003, not separated; Beauty +.011, above zero): more of the sequence for the adapters to read,
+    # twice the paper's history in every sequential prompt (both stages; twice the dense targets per
+    # prompt too). Added to the record on 2026-12-03, fourth session.
+    "1200 + 800 at LoRA lr 1e-3 on every linear layer without dropout + prefix user vectors + CF term + known offset "
+    "+ 20 history items": {**_every_layer((1200, 800)), "max_history": 20},
 }
 
 
