@@ -167,6 +167,7 @@ def main(argv=None) -> dict:
         "build_seconds": build_seconds,
         "load_seconds": load_seconds,
         "machine": describe_machine(),
+        "date": time.strftime("%Y-%m-%d"),
         "training": runs,
         "evaluation": evals,
         "memory_estimate_gib": estimate,

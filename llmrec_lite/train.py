@@ -86,8 +86,11 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
     from transformers import get_cosine_schedule_with_warmup
 
     AcceleratorState._reset_state(True)  # stages in one process may differ in precision
+    # The model trains where its backbone was loaded: the cpu profile's backbone stays on the CPU on a
+    # machine with a GPU too (Accelerate would move it to the GPU, in a precision chosen for the CPU).
+    on_gpu = next(model.parameters()).device.type == "cuda"
     accelerator = Accelerator(mixed_precision="bf16" if settings.bf16 else "no",
-                              gradient_accumulation_steps=settings.grad_accum, cpu=not torch.cuda.is_available())
+                              gradient_accumulation_steps=settings.grad_accum, cpu=not on_gpu)
     with_response = settings.output == "text-id"
     # several processes (accelerate launch): each optimizer step takes one batch per process
     world, rank = accelerator.num_processes, accelerator.process_index
