@@ -81,9 +81,14 @@ def test_the_cpu_profiles_head_trains_and_evaluates_on_cuda(s3rec_file, tmp_path
             assert result["steps"] > 0
     assert _device(cpu.backbone.model) == "cpu" and _device(gpu.backbone.model) == "cuda"
     for stage in (1, 2):  # the same steps on the same prompts: the same losses, up to rounding
-        losses = [[r["loss"] for r in run.read_log("item-token", stage) if "loss" in r] for run in (cpu, gpu)]
+        losses = [torch.tensor([r["loss"] for r in run.read_log("item-token", stage) if "loss" in r])
+                  for run in (cpu, gpu)]
         assert len(losses[0]) == len(losses[1]) > 0
-        torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-3, atol=1e-4)
+        # the first step's loss is one forward pass from the same weights; Adam's later steps move
+        # each weight by about its learning rate whatever the gradient's size, so the devices'
+        # rounding grows with the steps (0.4 % after three steps on the H200): a looser bound
+        torch.testing.assert_close(losses[1][0], losses[0][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=1e-3)
     trained = [run.load("item-token", 2) for run in (cpu, gpu)]
     assert _device(trained[1].model) == "cuda"
     assert trained[1].model.item_cf_weight.item() != 0.0  # the CF term trained on the GPU

@@ -27,7 +27,9 @@ def _launch(*args, processes=2):
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "llmrec_lite", *args]
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1")
+    # CPU processes (gloo), as on the machines CI runs on: on a GPU machine the launcher would
+    # give each process its own GPU, and one GPU has no second device for rank 1
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -72,6 +72,7 @@ def test_find_row_and_classic_row(result):
 
 
 def test_template_and_published_tables(result):
+    pytest.importorskip("plotly")  # a book extra (pip install -e ".[book]")
     pivot = R.template_table(result["rows"])
     assert pivot.loc[LLM_RUNS[1][2], ("sequential", "unseen")] == 0.2
     assert "popularity" not in pivot.index
@@ -326,6 +327,7 @@ def test_sasrec_against_published_numbers(lean):
 
 
 def test_sasrec_curve_and_runs(lean):
+    pytest.importorskip("plotly")  # a book extra (pip install -e ".[book]")
     fig = R.sasrec_curve_figure(lean, NAMES)
     assert [t.name for t in fig.data] == ["LastFM", "LastFM: epoch kept", "Beauty", "Beauty: epoch kept"]
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5, 6] and list(fig.data[1].x) == [4]
