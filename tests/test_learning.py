@@ -395,17 +395,32 @@ def _shifted_runs(tmp_path, last_items):
     return runs
 
 
+# the last item of users 2-5 in each of the two files: the shifted runs' real test targets
+OTHER_TEST_TARGETS = [(13, 16, 12, 15), (17, 11, 10, 19)]
+# the smoke profile's candidate and a shorter stage 2, for the records made from the distance runs
+PROFILE_AND_SHORT = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)},
+                     "16 + 4": {"samples_per_task": (16, 4)}}
+
+
+def _record_on_both(tmp_path, make, *args, candidates=PROFILE_AND_SHORT):
+    """``make`` (a record builder of :mod:`llmrec_lite.tuning`) on both shifted runs, whose files
+    differ only in the real test targets: the two records must be equal but for their timings.
+    Returns ``(first run, second run, first record, second record)``."""
+    first, second = _shifted_runs(tmp_path, OTHER_TEST_TARGETS)
+    a = make(first, *args, candidates=candidates, show_progress=False)
+    b = make(second, *args, candidates=candidates, show_progress=False)
+    assert without_timings(a) == without_timings(b)
+    return first, second, a, b
+
+
 def test_distance_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.tuning import add_to_record, distance_best, distance_ranking, distance_table, distance_tune
 
-    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
-    # the shifted run's test target is the real validation target, its training ends one item earlier
-    assert first.split.test_targets.tolist() == second.split.test_targets.tolist()
     candidates = {"8 + 8": {"samples_per_task": (8, 8)}, "8 + 4": {"samples_per_task": (8, 4)},
                   "8 + 8 slow LoRA": {"samples_per_task": (8, 8), "stage2": {"lora_lr": 1e-4}}}
-    a = distance_tune(first, candidates, show_progress=False)
-    b = distance_tune(second, candidates, show_progress=False)
-    assert without_timings(a) == without_timings(b)
+    first, second, a, b = _record_on_both(tmp_path, distance_tune, candidates=candidates)
+    # the shifted run's test target is the real validation target, its training ends one item earlier
+    assert first.split.test_targets.tolist() == second.split.test_targets.tolist()
     assert a["steps_back"] == 1 and a["best"] in candidates
     row = a["candidates"][2]
     assert {"hr@10", "hr@10_masked"} <= set(row["far"]) and {"hr@10"} <= set(row["near"])
@@ -438,11 +453,8 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, seed_sentence, seed_spread, seed_table
 
-    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
-    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}, "16 + 4": {"samples_per_task": (16, 4)}}
-    a = seed_spread(first, (0, 3), candidates=candidates, show_progress=False)
-    b = seed_spread(second, (0, 3), candidates=candidates, show_progress=False)
-    assert without_timings(a) == without_timings(b)
+    candidates = PROFILE_AND_SHORT
+    first, _, a, _ = _record_on_both(tmp_path, seed_spread, (0, 3))
     assert a["candidate"] == "16 + 16" and [r["seed"] for r in a["seeds"]] == [0, 3]
     runs = first.out / "distance"
     # the profile's seed is the distance record's run; another seed trains both stages apart
@@ -473,7 +485,7 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
 def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(tmp_path):
     from llmrec_lite.tuning import candidate_run, distance_tune
 
-    first, _ = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
+    first, _ = _shifted_runs(tmp_path, OTHER_TEST_TARGETS)
     every = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     candidates = {"8 + 8": {"samples_per_task": (8, 8)},
                   "8 + 8 wide LoRA": {"samples_per_task": (8, 8), "backbone": {"lora_r": 4, "lora_targets": every}}}
@@ -499,11 +511,7 @@ def test_fusion_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
 
-    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
-    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}, "16 + 4": {"samples_per_task": (16, 4)}}
-    a = fusion_sweep(first, (2.0, 0.5), candidates=candidates, show_progress=False)
-    b = fusion_sweep(second, (2.0, 0.5), candidates=candidates, show_progress=False)
-    assert without_timings(a) == without_timings(b)
+    first, second, a, b = _record_on_both(tmp_path, fusion_sweep, (2.0, 0.5))
     assert a["candidate"] == "16 + 16"  # the one the profile trains
     assert [r["weight"] for r in a["weights"]] == [0.0, 0.5, 2.0]  # 0, the model alone, always scored
     assert a["best"] in (0.0, 0.5, 2.0) and fusion_choice([a, b]) == a["best"]
@@ -525,11 +533,8 @@ def test_user_vector_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.tuning import ITEM_TOKEN, user_vectors_ranking, user_vectors_sweep
     from llmrec_lite.wals import history_user_factors
 
-    first, second = _shifted_runs(tmp_path, [(13, 16, 12, 15), (17, 11, 10, 19)])
-    candidates = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_samples)}}
-    a = user_vectors_sweep(first, candidates=candidates, show_progress=False)
-    b = user_vectors_sweep(second, candidates=candidates, show_progress=False)
-    assert without_timings(a) == without_timings(b)
+    first, second, a, b = _record_on_both(tmp_path, user_vectors_sweep,
+                                          candidates={"16 + 16": PROFILE_AND_SHORT["16 + 16"]})
     assert [r["name"] for r in a["vectors"]] == ["fitted", "folded"] and a["best"] in ("fitted", "folded")
     assert [r[0] for r in user_vectors_ranking([a, b])][0] == a["best"]
     assert set(a["folded - fitted (far)"]) == ({"model", "wals", "fused"} if PROFILE.cf_weight else {"model", "wals"})
