@@ -11,6 +11,7 @@ curve of validation HR@10 against training minutes, and ``benchmarks/tune.py`` /
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -634,6 +635,40 @@ def seed_sentence(record: dict, display_name: str | None = None) -> str:
             f"per-user difference averaged over the seeds is {pooled['difference']:+.4f} "
             f"[{pooled['ci95'][0]:+.4f}, {pooled['ci95'][1]:+.4f}], {verdict}; stage 2's HR@10 itself moved between "
             f"seeds by a standard deviation of {over['stage 2']['sd']:.4f}, stage 1's by {over['stage 1']['sd']:.4f}")
+
+
+def users_to_resolve(record: dict, key: str = "hr@10") -> dict:
+    """How many users one run would need for its paired interval of stage 2 - stage 1 to
+    resolve the seed-averaged gain of a seed record.
+
+    A paired bootstrap interval narrows as one over the square root of the users, so a run
+    whose interval has half-width ``h`` over ``n`` users resolves a gain ``g`` from about
+    ``n * (h / g) ** 2`` users. ``h`` is the mean half-width of the seeds' own intervals (one
+    run's), ``g`` the size of the per-user difference averaged over the seeds.
+
+    Returns:
+        ``{"users", "half_width", "gain", "needed"}``; ``needed`` is ``None`` for a zero gain.
+    """
+    rows = record["seeds"]
+    intervals = [r["stage 2 - stage 1 (far)"][key]["ci95"] for r in rows]
+    half = sum((high - low) / 2 for low, high in intervals) / len(intervals)
+    gain = abs(record["over seeds"][key]["seed-averaged stage 2 - stage 1"]["difference"])
+    users = int(record["users"])
+    # rounded before the ceiling: a ratio one rounding error above a whole number stays that number
+    needed = int(math.ceil(round(users * (half / gain) ** 2, 6))) if gain > 0 else None
+    return {"users": users, "half_width": half, "gain": gain, "needed": needed}
+
+
+def users_to_resolve_sentence(record: dict, display_name: str | None = None) -> str:
+    """:func:`users_to_resolve` in words, for one dataset."""
+    got = users_to_resolve(record)
+    name = display_name or record["dataset"]
+    if got["needed"] is None:
+        return f"on {name} the seeds' gains average to zero, which no number of users resolves"
+    more = (f"{got['needed'] / got['users']:.1f} times as many" if got["needed"] > got["users"]
+            else f"fewer than the record's {got['users']:,}")
+    return (f"on {name} one run's interval is about \u00b1{got['half_width']:.4f} over {got['users']:,} users, so the "
+            f"seed-averaged gain of {got['gain']:.4f} would need about {got['needed']:,} users ({more})")
 
 
 def candidate_matches(profile, candidate: dict, others: list[dict] = ()) -> bool:

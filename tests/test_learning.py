@@ -507,6 +507,25 @@ def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(
         candidate_run(first, {"backbone": {"hidden_size": 3}}, tmp_path / "x")
 
 
+def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
+    from llmrec_lite.tuning import users_to_resolve, users_to_resolve_sentence
+
+    def record(intervals, averaged, users=1000):
+        return {"dataset": "shop", "users": users,
+                "seeds": [{"stage 2 - stage 1 (far)": {"hr@10": {"ci95": list(ci)}}} for ci in intervals],
+                "over seeds": {"hr@10": {"seed-averaged stage 2 - stage 1": {"difference": averaged}}}}
+
+    # half-widths .010 and .006 average to .008; a gain of .004 is half of it: four times the users
+    got = users_to_resolve(record([(-0.005, 0.015), (-0.002, 0.010)], -0.004))
+    assert got["half_width"] == pytest.approx(0.008) and got["gain"] == pytest.approx(0.004)
+    assert got["needed"] == 4000
+    sentence = users_to_resolve_sentence(record([(-0.005, 0.015)] * 2, 0.005), "Shop")
+    assert sentence.startswith("on Shop") and "4,000 users (4.0 times as many)" in sentence
+    assert "fewer than the record's 1,000" in users_to_resolve_sentence(record([(0.0, 0.01)], 0.01))
+    assert users_to_resolve(record([(0.0, 0.01)], 0.0))["needed"] is None
+    assert "no number of users" in users_to_resolve_sentence(record([(0.0, 0.01)], 0.0))
+
+
 def test_fusion_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
