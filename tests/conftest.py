@@ -47,10 +47,9 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture
-def tiny_run(s3rec_file, tmp_path):
-    """A :class:`~llmrec_lite.runs.Run` on the tiny file: 8 WALS factors, the tiny random backbone,
-    the smoke profile."""
+def make_tiny_run(s3rec_file, folder, profile=None, backbone=None):
+    """A :class:`~llmrec_lite.runs.Run` on the tiny file in ``folder``: 8 WALS factors, the smoke
+    profile and the tiny random backbone unless others are given."""
     from fusion_fixtures import tiny_backbone
 
     from llmrec_lite.data import load_dataset
@@ -62,4 +61,10 @@ def tiny_run(s3rec_file, tmp_path):
     data = load_dataset(path=s3rec_file)
     split = LeaveOneOutSplit.from_data(data)
     wals = WALS(WALSConfig(num_factors=8, iterations=3)).fit(split.train_matrix(), show_progress=False)
-    return Run(tmp_path / "run", get_profile("smoke"), data, split, wals, tiny_backbone())
+    return Run(folder, profile or get_profile("smoke"), data, split, wals, backbone or tiny_backbone())
+
+
+@pytest.fixture
+def tiny_run(s3rec_file, tmp_path):
+    """A :class:`~llmrec_lite.runs.Run` on the tiny file (:func:`make_tiny_run`)."""
+    return make_tiny_run(s3rec_file, tmp_path / "run")

@@ -11,15 +11,12 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import make_tiny_run
 from llmrec_lite.backbone import BackboneSettings, load_backbone
-from llmrec_lite.data import load_dataset
 from llmrec_lite.evaluate import evaluate_model
 from llmrec_lite.profiles import CHOSEN_HEAD, EVERY_LINEAR_LAYER, get_profile
-from llmrec_lite.runs import Run
 from llmrec_lite.settings import TrainSettings
-from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import get_template
-from llmrec_lite.wals import WALS, WALSConfig
 
 # the smoke profile's sizes with the cpu profile's head and LoRA placement; float32 on both
 # devices, so the two runs differ only by the devices' arithmetic
@@ -29,12 +26,9 @@ PROFILE = dataclasses.replace(get_profile("smoke"), **CPU_HEAD)
 
 
 def _run(s3rec_file, folder, device):
-    data = load_dataset(path=s3rec_file)
-    split = LeaveOneOutSplit.from_data(data)
-    wals = WALS(WALSConfig(num_factors=8, iterations=3)).fit(split.train_matrix(), show_progress=False)
     backbone = load_backbone(BackboneSettings(kind="tiny", lora_targets=EVERY_LINEAR_LAYER, lora_dropout=0.0),
                              device=device)
-    return Run(folder, PROFILE, data, split, wals, backbone)
+    return make_tiny_run(s3rec_file, folder, PROFILE, backbone)
 
 
 def _settings(stage):

@@ -453,7 +453,6 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, seed_sentence, seed_spread, seed_table
 
-    candidates = PROFILE_AND_SHORT
     first, _, a, _ = _record_on_both(tmp_path, seed_spread, (0, 3))
     assert a["candidate"] == "16 + 16" and [r["seed"] for r in a["seeds"]] == [0, 3]
     runs = first.out / "distance"
@@ -477,9 +476,9 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     assert sentence.startswith("on Shop (") and "2 seeds" in sentence
     assert "{:+.4f}".format(over["seed-averaged stage 2 - stage 1"]["difference"]) in sentence
     with pytest.raises(ValueError, match="two different seeds"):
-        seed_spread(first, (1, 1), candidates=candidates, show_progress=False)
+        seed_spread(first, (1, 1), candidates=PROFILE_AND_SHORT, show_progress=False)
     with pytest.raises(ValueError, match="Unknown distance candidate"):
-        seed_spread(first, (0, 1), candidate="nope", candidates=candidates, show_progress=False)
+        seed_spread(first, (0, 1), candidate="nope", candidates=PROFILE_AND_SHORT, show_progress=False)
 
 
 def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(tmp_path):
