@@ -17,6 +17,13 @@ again. Prints one JSON line last.
 
 adds candidates to the existing record (its other rows stay as measured; see
 ``llmrec_lite.tuning.add_to_record``).
+
+    python benchmarks/distance.py --dataset beauty --users 10000 --candidates "<the profile's>" \
+        --out benchmarks/results/more_users_beauty_cpu.json
+
+makes a more-users record: the profile's candidate alone on more users than the distance
+record scores, for a narrower interval of stage 2 - stage 1 (``llmrec_lite.tuning.more_users_row``;
+chapter 7.5 reads it).
 """
 
 from __future__ import annotations

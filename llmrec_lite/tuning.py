@@ -626,9 +626,11 @@ def seed_table(record: dict):
 
 def seed_sentence(record: dict, display_name: str | None = None) -> str:
     """What a seed record says about stage 2 - stage 1 (HR@10, unmasked), in one sentence."""
+    from llmrec_lite.results import PAIRED_WORDS
+
     rows, over = record["seeds"], record["over seeds"]["hr@10"]
     spread, pooled = over["stage 2 - stage 1"], over["seed-averaged stage 2 - stage 1"]
-    verdict = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}[pooled["verdict"]]
+    verdict = PAIRED_WORDS[pooled["verdict"]]
     return (f"on {display_name or record['dataset']} ({record['users']:,} users, {len(rows)} seeds) stage 2 - stage 1 "
             f"ranged from {spread['min']:+.4f} to {spread['max']:+.4f} (above zero under {over['seeds above zero']} of "
             f"{len(rows)} seeds; one seed's own interval above zero under {over['intervals above zero']}), and the "
@@ -669,6 +671,74 @@ def users_to_resolve_sentence(record: dict, display_name: str | None = None) -> 
             else f"fewer than the record's {got['users']:,}")
     return (f"on {name} one run's interval is about \u00b1{got['half_width']:.4f} over {got['users']:,} users, so the "
             f"seed-averaged gain of {got['gain']:.4f} would need about {got['needed']:,} users ({more})")
+
+
+MORE_USERS_RECORD = "more_users_{dataset}_{profile}.json"
+
+
+def more_users_row(record: dict) -> dict:
+    """The one candidate of a more-users record.
+
+    A more-users record is a distance record of the profile's own candidate alone, scored on
+    more users than the distance record could afford to score every candidate on
+    (``benchmarks/distance.py --users N --candidates NAME --out
+    benchmarks/results/more_users_<dataset>_<profile>.json``): the same run under the same seed,
+    a narrower interval of stage 2 - stage 1 two items past training, still no real test target.
+
+    Raises:
+        ValueError: the record holds more or fewer than one candidate.
+    """
+    rows = record["candidates"]
+    if len(rows) != 1:
+        raise ValueError(f"A more-users record scores one candidate, the profile's; this one holds {len(rows)}. "
+                         "Make it with benchmarks/distance.py --candidates NAME.")
+    return rows[0]
+
+
+def more_users_sentence(record: dict, display_name: str | None = None) -> str:
+    """What a more-users record says about stage 2 - stage 1 (HR@10, unmasked), in one sentence."""
+    from llmrec_lite.results import PAIRED_WORDS
+
+    row = more_users_row(record)
+    entry = row["stage 2 - stage 1 (far)"]["hr@10"]
+    lo, hi = entry["ci95"]
+    return (f"on {display_name or record['dataset']}, {record['users']:,} users scored two items past training, stage 2 "
+            f"reaches HR@10 {row['far']['hr@10']:.4f} and stage 1 {row['stage1_far']['hr@10']:.4f}: stage 2 - stage 1 "
+            f"is {entry['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}], {PAIRED_WORDS[entry['verdict']]}")
+
+
+def more_users_reading(record: dict, test_entry: dict | None, display_name: str | None = None) -> str:
+    """A more-users record's stage 2 - stage 1 (validation targets) beside the test table's
+    paired comparison of the same two stages on the same dataset, in one sentence.
+
+    Args:
+        record: The more-users record.
+        test_entry: The build's paired entry (``results.json``'s ``paired``) of stage 2 -
+            stage 1, unmasked; ``None`` when the build has none.
+        display_name: The dataset's name in the sentence.
+    """
+    from llmrec_lite.results import PAIRED_WORDS
+
+    name = display_name or record["dataset"]
+    if test_entry is None:
+        return f"this build has no test comparison of the two stages on {name}"
+    valid = more_users_row(record)["stage 2 - stage 1 (far)"]["hr@10"]
+    lo, hi = test_entry["ci95"]
+    test = (f"the test table's {test_entry['users']:,} users on {name} give {test_entry['difference']:+.4f} "
+            f"[{lo:+.4f}, {hi:+.4f}], {PAIRED_WORDS[test_entry['verdict']]}")
+    if test_entry["verdict"] == valid["verdict"]:
+        return test + ": the test targets agree with the validation targets"
+    if lo <= valid["difference"] <= hi:
+        return (test + f", an interval that holds the validation estimate ({valid['difference']:+.4f}): the test "
+                "table has too few users to resolve a gain of that size")
+    # two independent estimates: how many standard errors apart (a 95% half-width is 1.96 of them)
+    half = lambda e: (e["ci95"][1] - e["ci95"][0]) / 2  # noqa: E731
+    apart = abs(valid["difference"] - test_entry["difference"]) / math.hypot(half(valid) / 1.96, half(test_entry) / 1.96)
+    side = "below" if hi < valid["difference"] else "above"
+    return (test + f", an interval wholly {side} the validation estimate ({valid['difference']:+.4f}); the two "
+            f"estimates are about {apart:.1f} standard errors apart, so either the test table drew unlucky users or "
+            "the gain is smaller on test targets than on validation targets, and only more test users, their number "
+            "fixed before looking, could tell which")
 
 
 def candidate_matches(profile, candidate: dict, others: list[dict] = ()) -> bool:

@@ -525,6 +525,56 @@ def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
     assert "no number of users" in users_to_resolve_sentence(record([(0.0, 0.01)], 0.0))
 
 
+def test_more_users_record_reads_beside_the_test_table_in_every_case():
+    from llmrec_lite.tuning import more_users_reading, more_users_row, more_users_sentence
+
+    def entry(difference, ci, users, verdict):
+        return {"key": "hr@10", "difference": difference, "ci95": list(ci), "users": users, "verdict": verdict}
+
+    valid = entry(0.010, (0.006, 0.014), 10000, "above")
+    row = {"name": "mine", "far": {"hr@10": 0.06}, "stage1_far": {"hr@10": 0.05},
+           "stage 2 - stage 1 (far)": {"hr@10": valid}}
+    record = {"dataset": "shop", "users": 10000, "candidates": [row]}
+    assert more_users_row(record) is row
+    assert more_users_sentence(record, "Shop") == ("on Shop, 10,000 users scored two items past training, stage 2 "
+                                                   "reaches HR@10 0.0600 and stage 1 0.0500: stage 2 - stage 1 is "
+                                                   "+0.0100 [+0.0060, +0.0140], above zero")
+    assert "agree" in more_users_reading(record, entry(0.012, (0.002, 0.022), 2000, "above"))
+    held = more_users_reading(record, entry(0.004, (-0.004, 0.012), 2000, "not separated"))
+    assert "holds the validation estimate (+0.0100)" in held and "too few users" in held
+    # below: half-widths .004 and .008 are 1.96 standard errors each; .010 apart is 2.2 of them
+    below = more_users_reading(record, entry(0.0, (-0.008, 0.008), 2000, "not separated"), "Shop")
+    assert below.startswith("the test table's 2,000 users on Shop give +0.0000 [-0.0080, +0.0080]")
+    assert "wholly below the validation estimate" in below and "about 2.2 standard errors apart" in below
+    above = more_users_reading(record, entry(0.030, (0.020, 0.040), 2000, "above"))
+    assert "agree" in above  # same verdict: nothing to explain
+    assert "wholly above" in more_users_reading({**record, "candidates": [{**row, "stage 2 - stage 1 (far)": {
+        "hr@10": entry(0.0, (-0.004, 0.004), 10000, "not separated")}}]}, entry(0.03, (0.02, 0.04), 2000, "above"))
+    assert "no test comparison" in more_users_reading(record, None)
+    with pytest.raises(ValueError, match="one candidate"):
+        more_users_row({**record, "candidates": [row, row]})
+
+
+def test_more_users_records_are_of_the_cpu_profiles_run_on_more_users_than_its_distance_record():
+    import json
+    from pathlib import Path
+
+    from llmrec_lite.tuning import MORE_USERS_RECORD, candidate_matches, more_users_row, profile_candidate
+
+    results = Path(__file__).parents[1] / "benchmarks/results"
+    profile = get_profile("cpu")
+    records = [json.loads(p.read_text()) for p in sorted(results.glob(MORE_USERS_RECORD.format(dataset="*", profile="cpu")))]
+    assert {r["dataset"] for r in records} >= {"beauty"}
+    for record in records:
+        row = more_users_row(record)
+        distance = json.loads((results / f"distance_{record['dataset']}_cpu.json").read_text())
+        # the profile's candidate under the profile's seed, on the same shifted run, on more users
+        assert row["name"] == profile_candidate(profile) and "seed" not in row["settings"]
+        assert candidate_matches(profile, row["settings"], [c["settings"] for c in distance["candidates"]])
+        assert record["steps_back"] == 1 and record["users"] > distance["users"]
+        assert record["head"] == distance["head"]
+
+
 def test_fusion_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
     from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
