@@ -368,7 +368,8 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
 
     def fake_open(profile, dataset, out, backbone=None, **kwargs):
         split = SimpleNamespace(num_train_samples=20_000 if dataset == "lastfm" else 150_000,
-                                num_items=3646 if dataset == "lastfm" else 12101)
+                                num_items=3646 if dataset == "lastfm" else 12101,
+                                num_users=1090 if dataset == "lastfm" else 22363)
         fake_runs[dataset] = SimpleNamespace(data=SimpleNamespace(name=dataset, display_name=NAMES[dataset]),
                                              split=split, backbone=object(), out=tmp_path / dataset, wals=None,
                                              profile=get_profile("cpu"), load=lambda variant, stage: stage)
