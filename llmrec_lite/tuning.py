@@ -639,6 +639,11 @@ def seed_sentence(record: dict, display_name: str | None = None) -> str:
             f"seeds by a standard deviation of {over['stage 2']['sd']:.4f}, stage 1's by {over['stage 1']['sd']:.4f}")
 
 
+def _half_width(ci) -> float:
+    """Half the width of an interval ``[low, high]``."""
+    return (ci[1] - ci[0]) / 2
+
+
 def users_to_resolve(record: dict, key: str = "hr@10") -> dict:
     """How many users one run would need for its paired interval of stage 2 - stage 1 to
     resolve the seed-averaged gain of a seed record.
@@ -652,8 +657,7 @@ def users_to_resolve(record: dict, key: str = "hr@10") -> dict:
         ``{"users", "half_width", "gain", "needed"}``; ``needed`` is ``None`` for a zero gain.
     """
     rows = record["seeds"]
-    intervals = [r["stage 2 - stage 1 (far)"][key]["ci95"] for r in rows]
-    half = sum((high - low) / 2 for low, high in intervals) / len(intervals)
+    half = sum(_half_width(r["stage 2 - stage 1 (far)"][key]["ci95"]) for r in rows) / len(rows)
     gain = abs(record["over seeds"][key]["seed-averaged stage 2 - stage 1"]["difference"])
     users = int(record["users"])
     # rounded before the ceiling: a ratio one rounding error above a whole number stays that number
@@ -732,8 +736,8 @@ def more_users_reading(record: dict, test_entry: dict | None, display_name: str 
         return (test + f", an interval that holds the validation estimate ({valid['difference']:+.4f}): the test "
                 "table has too few users to resolve a gain of that size")
     # two independent estimates: how many standard errors apart (a 95% half-width is 1.96 of them)
-    half = lambda e: (e["ci95"][1] - e["ci95"][0]) / 2  # noqa: E731
-    apart = abs(valid["difference"] - test_entry["difference"]) / math.hypot(half(valid) / 1.96, half(test_entry) / 1.96)
+    apart = abs(valid["difference"] - test_entry["difference"]) / math.hypot(
+        _half_width(valid["ci95"]) / 1.96, _half_width(test_entry["ci95"]) / 1.96)
     side = "below" if hi < valid["difference"] else "above"
     return (test + f", an interval wholly {side} the validation estimate ({valid['difference']:+.4f}); the two "
             f"estimates are about {apart:.1f} standard errors apart, so either the test table drew unlucky users or "
