@@ -6,7 +6,7 @@
 Chapter 7.5 measured stage 2 losing accuracy with the target's distance from the end of its
 training: the validation target (one item past training) promised more than the test target
 (two items past) gave. This record trains on every user's sequence less its last item
-(WALS included) and scores each candidate of ``llmrec_lite.tuning.DISTANCE_CANDIDATES`` on
+(WALS included) and scores each candidate of lab/candidates.json (distance) on
 that run's test target, which is the real validation target, two items past its training:
 the test target's distance, without reading a real test target. Writes
 benchmarks/results/distance_<dataset>_<profile>.json (or --out) with the machine and date;
@@ -16,13 +16,13 @@ again. Prints one JSON line last.
     python benchmarks/distance.py --dataset lastfm --add --candidates "<name>"
 
 adds candidates to the existing record (its other rows stay as measured; see
-``llmrec_lite.tuning.add_to_record``).
+``lab.records.add_to_record``).
 
     python benchmarks/distance.py --dataset beauty --users 10000 --candidates "<the profile's>" \
         --out benchmarks/results/more_users_beauty_cpu.json
 
 makes a more-users record: the profile's candidate alone on more users than the distance
-record scores, for a narrower interval of stage 2 - stage 1 (``llmrec_lite.tuning.more_users_row``;
+record scores, for a narrower interval of stage 2 - stage 1 (``lab.records.more_users_row``;
 chapter 7.5 reads it).
 """
 
@@ -36,7 +36,9 @@ from llmrec_lite.checkpoints import read_json
 from llmrec_lite.device import describe_machine
 from llmrec_lite.fileio import write_json
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import DISTANCE_CANDIDATES, add_to_record, distance_tune
+from lab.catalogue import DISTANCE_CANDIDATES
+from lab.records import add_to_record
+from lab.runners import distance_tune
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

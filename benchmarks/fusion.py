@@ -7,7 +7,7 @@ Takes the distance record's shifted run (trained on every user's sequence less i
 item, WALS included; see benchmarks/distance.py) and its stage-2 model under the profile's
 own settings, scores the sequential task's seen template once on the far target (the real
 validation target, two items past that training: the test target's distance) and the near
-one, and re-ranks those scores at every weight of ``llmrec_lite.tuning.FUSION_WEIGHTS``
+one, and re-ranks those scores at every weight of lab/candidates.json (fusion_weights)
 (``llmrec_lite.late_fusion``). No real test target is read. Writes
 benchmarks/results/fusion_<dataset>_<profile>.json (or --out) with the machine and date;
 the runs in --runs (default runs/distance/<dataset>) are reused, or trained when absent.
@@ -20,7 +20,8 @@ import argparse
 import json
 
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import FUSION_WEIGHTS, fusion_sweep
+from lab.catalogue import FUSION_WEIGHTS
+from lab.runners import fusion_sweep
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

@@ -21,7 +21,8 @@ import argparse
 import json
 
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import SPREAD_SEEDS, seed_spread
+from lab.catalogue import SPREAD_SEEDS
+from lab.runners import seed_spread
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

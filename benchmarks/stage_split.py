@@ -17,7 +17,8 @@ import argparse
 import json
 
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import ITEM_TOKEN, stage_split
+from lab.runners import stage_split
+from llmrec_lite.variants import ITEM_TOKEN
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

@@ -2,10 +2,10 @@
 
     python benchmarks/tune.py --dataset lastfm --profile cpu --budget 0.25 --users 1000
 
-Trains each candidate of ``llmrec_lite.tuning.CANDIDATES`` (stage 1 then stage 2, with
+Trains each candidate of lab/candidates.json (tuning) (stage 1 then stage 2, with
 ``--budget`` times the profile's training prompts), ranks the catalogue for ``--users``
 users on their validation target and writes benchmarks/results/tune_<dataset>_<profile>.json
-(or --out) with the machine and date. No test target is read (tests/test_tuning.py
+(or --out) with the machine and date. No test target is read (tests/test_learning.py
 replaces them all and checks that the record does not change). The candidates' runs are
 kept in --runs (default runs/tune/<dataset>) and reused when the script is run again.
 Prints one JSON line last.
@@ -18,7 +18,8 @@ import json
 import sys
 
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import CANDIDATES, tune
+from lab.catalogue import CANDIDATES
+from lab.runners import tune
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

@@ -23,7 +23,7 @@ import argparse
 import json
 
 from llmrec_lite.runs import Run
-from llmrec_lite.tuning import user_vectors_sweep
+from lab.runners import user_vectors_sweep
 
 from record_cli import add_record_args, record_paths, write_record  # benchmarks/record_cli.py
 

@@ -12,7 +12,7 @@ where ``z`` standardises each row (mean 0, standard deviation 1), so that ``weig
 the same for any logit scale or temperature. ``weight = 0`` is the model alone (its scores
 are returned untouched). The weight is an inference setting like masking the history:
 training never sees it, so one trained model is scored at every weight from one forward
-pass (:func:`llmrec_lite.tuning.fusion_sweep`), and the weight the validation record picks
+pass (:func:`lab.runners.fusion_sweep`), and the weight the validation record picks
 goes into the profile (``Profile.cf_weight``).
 
 It is not part of the paper's method: the book reports the model alone and the fused

@@ -14,10 +14,7 @@ import numpy as np
 
 from llmrec_lite.fileio import write_json
 from llmrec_lite.templates import TASKS
-from llmrec_lite.variants import Variant
-
-ITEM_TOKEN, ITEM_TOKEN_TEXT = Variant("item-token", True), Variant("item-token", False)
-TEXT_ID, TEXT_ID_TEXT = Variant("text-id", True), Variant("text-id", False)
+from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT, Variant
 
 # (variant, stage, label): the LLM rows of the results table
 LLM_RUNS = (

@@ -60,6 +60,13 @@ class Variant:
         return self.name
 
 
+# The four variants, named once: the folders of a run directory and the LLM rows of the results.
+ITEM_TOKEN = Variant("item-token", True)
+ITEM_TOKEN_TEXT = Variant("item-token", False)  # the same model without CF embeddings
+TEXT_ID = Variant("text-id", True)
+TEXT_ID_TEXT = Variant("text-id", False)  # OpenP5's text-only Llama analogue
+
+
 def check_stage(stage) -> int:
     """A training stage (1: projectors only, 2: projectors + LoRA), validated."""
     if stage not in STAGES:

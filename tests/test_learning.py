@@ -14,7 +14,8 @@ from llmrec_lite.settings import TrainSettings
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import get_template
 from llmrec_lite.train import parameter_groups
-from llmrec_lite.tuning import tune, without_timings
+from lab.records import without_timings
+from lab.runners import tune
 
 PROFILE = get_profile("smoke")
 
@@ -161,7 +162,8 @@ def test_tuning_record_never_reads_a_test_target(tiny_run):
 
 
 def test_stage_split_record_never_reads_a_test_target(tiny_run):
-    from llmrec_lite.tuning import split_table, stage_split
+    from lab.records import split_table
+    from lab.runners import stage_split
 
     splits = [(4, 8), (8, 4)]
     first = stage_split(tiny_run, splits, show_progress=False)
@@ -200,7 +202,7 @@ def test_profiles_take_the_head_the_recorded_tuning_chose():
     from pathlib import Path
 
     from llmrec_lite.profiles import CHOSEN_HEAD
-    from llmrec_lite.tuning import choose, record_table
+    from lab.records import choose, record_table
 
     records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/tune_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
@@ -218,7 +220,7 @@ def test_cpu_profile_takes_the_stage_split_the_records_chose():
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import choose_split, distance_ranking
+    from lab.records import choose_split, distance_ranking
 
     results = Path(__file__).parents[1] / "benchmarks/results"
     records = [json.loads(p.read_text()) for p in sorted(results.glob("split_*_cpu.json"))]
@@ -414,7 +416,8 @@ def _record_on_both(tmp_path, make, *args, candidates=PROFILE_AND_SHORT):
 
 
 def test_distance_record_never_reads_a_real_test_target(tmp_path):
-    from llmrec_lite.tuning import add_to_record, distance_best, distance_ranking, distance_table, distance_tune
+    from lab.records import add_to_record, distance_best, distance_ranking, distance_table
+    from lab.runners import distance_tune
 
     candidates = {"8 + 8": {"samples_per_task": (8, 8)}, "8 + 4": {"samples_per_task": (8, 4)},
                   "8 + 8 slow LoRA": {"samples_per_task": (8, 8), "stage2": {"lora_lr": 1e-4}}}
@@ -451,7 +454,9 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     import numpy as np
 
     from llmrec_lite.evaluate import evaluate_model
-    from llmrec_lite.tuning import ITEM_TOKEN, seed_sentence, seed_spread, seed_table
+    from lab.records import seed_sentence, seed_table
+    from lab.runners import seed_spread
+    from llmrec_lite.variants import ITEM_TOKEN
 
     first, _, a, _ = _record_on_both(tmp_path, seed_spread, (0, 3))
     assert a["candidate"] == "16 + 16" and [r["seed"] for r in a["seeds"]] == [0, 3]
@@ -482,7 +487,7 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
 
 
 def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(tmp_path):
-    from llmrec_lite.tuning import candidate_run, distance_tune
+    from lab.runners import candidate_run, distance_tune
 
     first, _ = _shifted_runs(tmp_path, OTHER_TEST_TARGETS)
     every = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -507,7 +512,7 @@ def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(
 
 
 def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
-    from llmrec_lite.tuning import users_to_resolve, users_to_resolve_sentence
+    from lab.records import users_to_resolve, users_to_resolve_sentence
 
     def record(intervals, averaged, users=1000):
         return {"dataset": "shop", "users": users,
@@ -526,7 +531,7 @@ def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
 
 
 def test_more_users_record_reads_beside_the_test_table_in_every_case():
-    from llmrec_lite.tuning import more_users_reading, more_users_row, more_users_sentence
+    from lab.records import more_users_reading, more_users_row, more_users_sentence
 
     def entry(difference, ci, users, verdict):
         return {"key": "hr@10", "difference": difference, "ci95": list(ci), "users": users, "verdict": verdict}
@@ -559,7 +564,8 @@ def test_more_users_records_are_of_the_cpu_profiles_run_on_more_users_than_its_d
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import MORE_USERS_RECORD, candidate_matches, more_users_row, profile_candidate
+    from lab.catalogue import candidate_matches, profile_candidate
+    from lab.records import MORE_USERS_RECORD, more_users_row
 
     results = Path(__file__).parents[1] / "benchmarks/results"
     profile = get_profile("cpu")
@@ -577,7 +583,9 @@ def test_more_users_records_are_of_the_cpu_profiles_run_on_more_users_than_its_d
 
 def test_fusion_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
-    from llmrec_lite.tuning import ITEM_TOKEN, fusion_choice, fusion_ranking, fusion_sweep
+    from lab.records import fusion_choice, fusion_ranking
+    from lab.runners import fusion_sweep
+    from llmrec_lite.variants import ITEM_TOKEN
 
     first, second, a, b = _record_on_both(tmp_path, fusion_sweep, (2.0, 0.5))
     assert a["candidate"] == "16 + 16"  # the one the profile trains
@@ -598,7 +606,9 @@ def test_fusion_record_never_reads_a_real_test_target(tmp_path):
 
 def test_user_vector_record_never_reads_a_real_test_target(tmp_path):
     from llmrec_lite.evaluate import evaluate_model
-    from llmrec_lite.tuning import ITEM_TOKEN, user_vectors_ranking, user_vectors_sweep
+    from lab.records import user_vectors_ranking
+    from lab.runners import user_vectors_sweep
+    from llmrec_lite.variants import ITEM_TOKEN
     from llmrec_lite.wals import history_user_factors
 
     first, second, a, b = _record_on_both(tmp_path, user_vectors_sweep,
@@ -648,7 +658,8 @@ def test_evaluation_reads_the_user_vectors_the_user_vector_record_chose():
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import profile_candidate, user_vectors_ranking
+    from lab.catalogue import profile_candidate
+    from lab.records import user_vectors_ranking
 
     records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/user_vectors_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
@@ -686,7 +697,8 @@ def test_cpu_profile_fuses_at_the_weight_the_fusion_record_chose():
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import fusion_choice, profile_candidate
+    from lab.catalogue import profile_candidate
+    from lab.records import fusion_choice
 
     records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/fusion_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
@@ -701,7 +713,7 @@ def json_of(path):
 
 
 def test_distance_record_refuses_the_real_split(tiny_run):
-    from llmrec_lite.tuning import distance_tune
+    from lab.runners import distance_tune
 
     with pytest.raises(ValueError, match="steps_back=1"):
         distance_tune(tiny_run, show_progress=False)
@@ -723,7 +735,7 @@ def test_factors_of_another_shift_are_refused(tmp_path):
 
 
 def test_candidate_matches_reads_both_stages_settings():
-    from llmrec_lite.tuning import candidate_matches
+    from lab.catalogue import candidate_matches
 
     cpu = get_profile("cpu")
     same = {"samples_per_task": tuple(cpu.item_token_samples)}
@@ -751,7 +763,8 @@ def test_cpu_profile_trains_the_candidate_the_distance_record_chose():
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import candidate_matches, distance_ranking
+    from lab.catalogue import candidate_matches
+    from lab.records import distance_ranking
 
     records = [json.loads(p.read_text()) for p in sorted(Path(__file__).parents[1].glob("benchmarks/results/distance_*_cpu.json"))]
     assert {r["dataset"] for r in records} >= {"lastfm", "beauty"}
@@ -767,7 +780,8 @@ def test_seed_records_are_of_the_cpu_profiles_candidate_and_agree_with_the_dista
     import json
     from pathlib import Path
 
-    from llmrec_lite.tuning import profile_candidate, seed_sentence, seed_table
+    from lab.catalogue import profile_candidate
+    from lab.records import seed_sentence, seed_table
 
     results = Path(__file__).parents[1] / "benchmarks/results"
     records = [json.loads(p.read_text()) for p in sorted(results.glob("seeds_*_cpu.json"))]
