@@ -40,10 +40,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 # --------------------------------------------------------------------------- shared arguments
 
 
@@ -66,26 +62,7 @@ def _add_targets_arg(parser: argparse.ArgumentParser, help_: str = "which target
 
 
 def _targets(args) -> str:
-    """``--targets``, or the deprecated ``--stage test|valid`` that meant the same."""
-    stage = getattr(args, "stage", None)
-    if isinstance(stage, str) and stage in TARGETS:
-        _warn("--stage test|valid is deprecated: it is called --targets now (--stage means the training stage).")
-        if args.targets is not None and args.targets != stage:
-            raise CommandLineError(f"--stage {stage} and --targets {args.targets} disagree; use --targets only.")
-        return stage
     return args.targets or "test"
-
-
-def _training_stage(args, default: int = 2) -> int:
-    """``--stage 1|2`` (or the deprecated ``--model-stage``)."""
-    model_stage = getattr(args, "model_stage", None)
-    stage = getattr(args, "stage", None)
-    if model_stage is not None:
-        _warn("--model-stage is deprecated: use --stage 1|2.")
-        return model_stage
-    if stage is None or stage in TARGETS:
-        return default
-    return int(stage)
 
 
 def _load(args):
@@ -157,7 +134,6 @@ def cmd_wals(args) -> dict:
         "seconds_per_iteration": model.seconds_per_iteration,
         "final_loss": model.final_loss,
         "targets": targets,
-        "stage": targets,  # the earlier name of "targets", kept for scripts that read it
         **metrics,
     }
     if args.out:
@@ -226,7 +202,7 @@ def cmd_evaluate(args) -> dict:
 
     from llmrec_lite.templates import get_template
 
-    targets, stage, variant = _targets(args), _training_stage(args), _variant(args)
+    targets, stage, variant = _targets(args), args.stage, _variant(args)
     get_template(args.task, args.template)  # an unknown template fails before anything loads
     if args.users is not None and args.users < 1:
         raise ValueError(f"--users {args.users}: evaluate at least 1 user (or leave --users out for all).")
@@ -241,7 +217,7 @@ def cmd_evaluate(args) -> dict:
     if args.dump_rankings:
         with atomic_path(args.dump_rankings) as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in ev.rankings(run.data)))
-    return {**ev.metrics, "variant": variant.name, "stage": stage, "model_stage": stage, "dataset": run.data.name,
+    return {**ev.metrics, "variant": variant.name, "stage": stage, "dataset": run.data.name,
             "max_history": trained.encoder.max_history}
 
 
@@ -261,7 +237,7 @@ def cmd_recommend(args) -> dict:
     from llmrec_lite.recommend import ClassicRecommender, recommend
     from llmrec_lite.runs import open_saved
 
-    targets, stage = _targets(args), _training_stage(args)
+    targets, stage = _targets(args), args.stage
     if args.k < 1:
         raise ValueError(f"--k {args.k}: recommend at least 1 item.")
     fusion = args.model in OUTPUTS
@@ -310,7 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cg-steps", type=int, default=None, help="CG steps per half-step (default: the profile's)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the profile's)")
     _add_targets_arg(p, "which targets to evaluate")
-    p.add_argument("--stage", default=None, choices=TARGETS, help=argparse.SUPPRESS)  # deprecated: --targets
     p.add_argument("--out", default=None, help="folder to save factors.safetensors and wals.json")
     p.add_argument("--overwrite", action="store_true", help="replace factors already in --out")
     p.set_defaults(func=cmd_wals)
@@ -321,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="0", help="0-9 (training templates) or 'unseen'")
     p.add_argument("--user", type=int, required=True, help="user id as in the prompts (1-based)")
     _add_targets_arg(p, "whose history and target")
-    p.add_argument("--stage", default=None, choices=TARGETS, help=argparse.SUPPRESS)  # deprecated: --targets
     p.add_argument("--max-history", type=int, default=Profile.max_history)
     p.add_argument("--text-only", action="store_true", help="ids written as text (the baseline's prompt)")
     p.add_argument("--backbone", default=Profile.backbone, choices=["cpu", "gpu", "tiny"],
@@ -347,9 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p, required=False)
     p.add_argument("--output", default=Variant.output, choices=OUTPUTS)
     p.add_argument("--text-only", action="store_true", help="evaluate the baseline without CF embeddings")
-    p.add_argument("--stage", default=None, choices=["1", "2", *TARGETS],
-                   help="training stage of the model: 1 or 2 (default 2)")
-    p.add_argument("--model-stage", type=int, default=None, choices=[1, 2], help=argparse.SUPPRESS)  # deprecated
+    p.add_argument("--stage", type=int, default=2, choices=[1, 2], help="training stage of the model (default 2)")
     p.add_argument("--task", default="sequential", choices=["sequential", "direct"])
     p.add_argument("--template", default="seen", help="seen (training template 0), unseen, or 0-9")
     _add_targets_arg(p)

@@ -377,8 +377,7 @@ class Run:
         check_matches(saved["backbone"], {"kind": self.backbone.settings.kind, "hidden_size": self.backbone.hidden_size},
                       f"results in {folder} (backbone)")
         # runs recorded before these settings existed trained dot logits on the answer position
-        settings = TrainSettings(**{"item_logit": "dot", "dense_weight": 0.0, "history_bias": False, "readout": False,
-                                    **saved["train"]})
+        settings = TrainSettings(**saved["train"])
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False,
                             **head_settings(settings))
@@ -390,20 +389,9 @@ class Run:
         return Trained(model, settings, self.encoder().with_config(prompt), stage, user_vectors=self.eval_user_factors)
 
 
-# settings added after runs were recorded, at the value that trains as before
-LATER_SETTINGS = {"user_vectors": "fitted", "cf_term": False, "known_bias": False}
-
-
 def train_record(settings: TrainSettings) -> dict:
-    """The stage's settings as its configuration records them. A setting of
-    :data:`LATER_SETTINGS` is written only when it changes training: configurations written
-    before it existed stay equal to new ones with the same training (a finished stage is
-    still recognised and reused)."""
-    record = asdict(settings)
-    for key, value in LATER_SETTINGS.items():
-        if record[key] == value:
-            del record[key]
-    return record
+    """The stage's settings as its configuration records them."""
+    return asdict(settings)
 
 
 def head_settings(settings: TrainSettings) -> dict:

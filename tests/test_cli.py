@@ -127,12 +127,14 @@ def test_json_line_has_no_nan(s3rec_file):
     json.loads(last)
 
 
-def test_targets_flag_and_its_deprecated_name(s3rec_file):
+def test_targets_flag_and_no_old_spelling(s3rec_file):
     common = ("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "2")
-    _, new, _ = run_cli(*common, "--targets", "valid")
-    _, old, err = run_cli(*common, "--stage", "valid")
-    assert new["targets"] == old["targets"] == "valid" and new["hr@10"] == old["hr@10"]
-    assert "deprecated" in err
+    _, valid, _ = run_cli(*common, "--targets", "valid")
+    _, test, _ = run_cli(*common)
+    assert valid["targets"] == "valid" and test["targets"] == "test"
+    # --stage means a training stage; the targets are --targets only
+    code, report, _ = run_cli(*common, "--stage", "valid")
+    assert code == 2 and "error" in report
 
 
 @needs_real_data

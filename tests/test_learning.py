@@ -833,11 +833,10 @@ def test_prefix_user_vectors_are_folded_in_from_the_items_before_the_target(tiny
         torch.testing.assert_close(prefix.slot_vectors(plain), fitted.slot_vectors(plain))
 
 
-def test_user_vectors_setting_is_checked_and_recorded_only_when_it_changes_training(tiny_run):
+def test_user_vectors_setting_is_checked_and_recorded(tiny_run):
     with pytest.raises(ValueError, match="user_vectors"):
         settings(1, user_vectors="future")
-    # configurations written before the setting existed stay valid for the fitted vectors
-    assert "user_vectors" not in tiny_run.config(settings(1))["train"]
+    assert tiny_run.config(settings(1))["train"]["user_vectors"] == "fitted"
     assert tiny_run.config(settings(1, user_vectors="prefix"))["train"]["user_vectors"] == "prefix"
     stage1 = tiny_run.train(settings(1, user_vectors="prefix", samples_per_task=8, tasks=("direct",)),
                             show_progress=False)
