@@ -3,7 +3,7 @@
     python benchmarks/distance.py --dataset lastfm
     python benchmarks/distance.py --dataset beauty --users 1500
 
-Chapter 7.5 measured stage 2 losing accuracy with the target's distance from the end of its
+Chapter 9 (section 9.4) shows stage 2 losing accuracy with the target's distance from the end of its
 training: the validation target (one item past training) promised more than the test target
 (two items past) gave. This record trains on every user's sequence less its last item
 (WALS included) and scores each candidate of lab/candidates.json (distance) on
@@ -23,7 +23,7 @@ adds candidates to the existing record (its other rows stay as measured; see
 
 makes a more-users record: the profile's candidate alone on more users than the distance
 record scores, for a narrower interval of stage 2 - stage 1 (``lab.records.more_users_row``;
-chapter 7.5 reads it).
+chapter 9, section 9.7, reads it).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from llmrec_lite.results import PAIRED_WORDS, hardware_label
+from llmrec_lite.results import hardware_label
 from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT
 
 
@@ -192,17 +192,23 @@ def seed_table(record: dict):
     return pd.DataFrame(rows)
 
 
-def seed_sentence(record: dict, display_name: str | None = None) -> str:
-    """What a seed record says about stage 2 - stage 1 (HR@10, unmasked), in one sentence."""
-    rows, over = record["seeds"], record["over seeds"]["hr@10"]
+def seed_summary(record: dict, key: str = "hr@10") -> dict:
+    """What a seed record says about stage 2 - stage 1, as numbers and one verdict word.
+
+    Returns:
+        ``{"users", "seeds", "min", "max", "seeds_above", "intervals_above", "difference",
+        "ci95", "verdict", "sd_stage2", "sd_stage1"}``: the users scored, the number of seeds,
+        the smallest and largest of the seeds' differences, how many of them lie above zero
+        and how many seeds' own intervals do, the per-user difference averaged over the seeds
+        with its paired interval and verdict (``"above"``, ``"below"`` or ``"not separated"``),
+        and how far stage 2's and stage 1's HR@10 moved between seeds (standard deviations).
+    """
+    over = record["over seeds"][key]
     spread, pooled = over["stage 2 - stage 1"], over["seed-averaged stage 2 - stage 1"]
-    verdict = PAIRED_WORDS[pooled["verdict"]]
-    return (f"on {display_name or record['dataset']} ({record['users']:,} users, {len(rows)} seeds) stage 2 - stage 1 "
-            f"ranged from {spread['min']:+.4f} to {spread['max']:+.4f} (above zero under {over['seeds above zero']} of "
-            f"{len(rows)} seeds; one seed's own interval above zero under {over['intervals above zero']}), and the "
-            f"per-user difference averaged over the seeds is {pooled['difference']:+.4f} "
-            f"[{pooled['ci95'][0]:+.4f}, {pooled['ci95'][1]:+.4f}], {verdict}; stage 2's HR@10 itself moved between "
-            f"seeds by a standard deviation of {over['stage 2']['sd']:.4f}, stage 1's by {over['stage 1']['sd']:.4f}")
+    return {"users": int(record["users"]), "seeds": len(record["seeds"]), "min": spread["min"], "max": spread["max"],
+            "seeds_above": over["seeds above zero"], "intervals_above": over["intervals above zero"],
+            "difference": pooled["difference"], "ci95": tuple(pooled["ci95"]), "verdict": pooled["verdict"],
+            "sd_stage2": over["stage 2"]["sd"], "sd_stage1": over["stage 1"]["sd"]}
 
 
 def _half_width(ci) -> float:
@@ -231,18 +237,6 @@ def users_to_resolve(record: dict, key: str = "hr@10") -> dict:
     return {"users": users, "half_width": half, "gain": gain, "needed": needed}
 
 
-def users_to_resolve_sentence(record: dict, display_name: str | None = None) -> str:
-    """:func:`users_to_resolve` in words, for one dataset."""
-    got = users_to_resolve(record)
-    name = display_name or record["dataset"]
-    if got["needed"] is None:
-        return f"on {name} the seeds' gains average to zero, which no number of users resolves"
-    more = (f"{got['needed'] / got['users']:.1f} times as many" if got["needed"] > got["users"]
-            else f"fewer than the record's {got['users']:,}")
-    return (f"on {name} one run's interval is about \u00b1{got['half_width']:.4f} over {got['users']:,} users, so the "
-            f"seed-averaged gain of {got['gain']:.4f} would need about {got['needed']:,} users ({more})")
-
-
 MORE_USERS_RECORD = "more_users_{dataset}_{profile}.json"
 
 
@@ -265,46 +259,35 @@ def more_users_row(record: dict) -> dict:
     return rows[0]
 
 
-def more_users_sentence(record: dict, display_name: str | None = None) -> str:
-    """What a more-users record says about stage 2 - stage 1 (HR@10, unmasked), in one sentence."""
-    row = more_users_row(record)
-    entry = row["stage 2 - stage 1 (far)"]["hr@10"]
-    lo, hi = entry["ci95"]
-    return (f"on {display_name or record['dataset']}, {record['users']:,} users scored two items past training, stage 2 "
-            f"reaches HR@10 {row['far']['hr@10']:.4f} and stage 1 {row['stage1_far']['hr@10']:.4f}: stage 2 - stage 1 "
-            f"is {entry['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}], {PAIRED_WORDS[entry['verdict']]}")
-
-
-def more_users_reading(record: dict, test_entry: dict | None, display_name: str | None = None) -> str:
+def more_users_against_test(record: dict, test_entry: dict | None) -> dict:
     """A more-users record's stage 2 - stage 1 (validation targets) beside the test table's
-    paired comparison of the same two stages on the same dataset, in one sentence.
+    paired comparison of the same two stages on the same dataset.
 
     Args:
         record: The more-users record.
         test_entry: The build's paired entry (``results.json``'s ``paired``) of stage 2 -
             stage 1, unmasked; ``None`` when the build has none.
-        display_name: The dataset's name in the sentence.
+
+    Returns:
+        ``{"valid", "test", "reading", "apart"}``: the two paired entries, one reading word and,
+        where the two disagree, how many standard errors apart the two independent estimates
+        lie (a 95% half-width is 1.96 of them; else ``None``). ``reading`` is ``"agree"`` (the
+        same verdict), ``"holds"`` (the test interval holds the validation estimate: too few
+        test users to resolve a gain of that size), ``"below"`` or ``"above"`` (the test
+        interval lies wholly below or above the validation estimate), or ``"no test"``.
     """
-    name = display_name or record["dataset"]
-    if test_entry is None:
-        return f"this build has no test comparison of the two stages on {name}"
     valid = more_users_row(record)["stage 2 - stage 1 (far)"]["hr@10"]
+    out = {"valid": valid, "test": test_entry, "reading": "no test", "apart": None}
+    if test_entry is None:
+        return out
     lo, hi = test_entry["ci95"]
-    test = (f"the test table's {test_entry['users']:,} users on {name} give {test_entry['difference']:+.4f} "
-            f"[{lo:+.4f}, {hi:+.4f}], {PAIRED_WORDS[test_entry['verdict']]}")
     if test_entry["verdict"] == valid["verdict"]:
-        return test + ": the test targets agree with the validation targets"
+        return {**out, "reading": "agree"}
     if lo <= valid["difference"] <= hi:
-        return (test + f", an interval that holds the validation estimate ({valid['difference']:+.4f}): the test "
-                "table has too few users to resolve a gain of that size")
-    # two independent estimates: how many standard errors apart (a 95% half-width is 1.96 of them)
+        return {**out, "reading": "holds"}
     apart = abs(valid["difference"] - test_entry["difference"]) / math.hypot(
         _half_width(valid["ci95"]) / 1.96, _half_width(test_entry["ci95"]) / 1.96)
-    side = "below" if hi < valid["difference"] else "above"
-    return (test + f", an interval wholly {side} the validation estimate ({valid['difference']:+.4f}); the two "
-            f"estimates are about {apart:.1f} standard errors apart, so either the test table drew unlucky users or "
-            "the gain is smaller on test targets than on validation targets, and only more test users, their number "
-            "fixed before looking, could tell which")
+    return {**out, "reading": "below" if hi < valid["difference"] else "above", "apart": apart}
 
 
 def user_vectors_ranking(records: list[dict]) -> list[tuple[str, float, float]]:

@@ -18,20 +18,21 @@ on a tiny saved model without downloading anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import functools
 import importlib.util
 import inspect
 import logging
 import os
+from pathlib import Path
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from llmrec_lite.profiles import Profile
+from llmrec_lite.templates import TASKS, all_templates
 
 # bitsandbytes (imported through peft) warns on CPUs with AVX512-BF16 that an optional kernel
 # package is missing, on every command; its built-in fallback is what the CPU path uses anyway.
@@ -81,7 +82,6 @@ class BackboneUnavailableError(RuntimeError):
 @dataclass
 class BackboneSettings:
     """How to build a backbone (all of it is recorded in run configurations).
-
     Attributes:
         kind: ``"cpu"``, ``"gpu"`` or ``"tiny"``.
         model_path: Local folder overriding the kind's default source.
@@ -91,7 +91,6 @@ class BackboneSettings:
         tiny_hidden, tiny_layers, tiny_heads, tiny_kv_heads: the random ``tiny`` model.
         seed: Seed of the ``tiny`` model's random weights.
     """
-
     # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
     kind: str = Profile.backbone
     model_path: str | None = None
@@ -132,7 +131,6 @@ class BackboneSettings:
 @dataclass
 class Backbone:
     """A loaded backbone.
-
     Attributes:
         model: The causal LM (a peft model when LoRA is attached).
         tokenizer: Its tokenizer (``pad_token`` always set).
@@ -140,7 +138,6 @@ class Backbone:
         add_bos: Whether prompts start with the BOS token (OpenLLaMA: yes).
         source: Where the weights came from.
     """
-
     model: torch.nn.Module
     tokenizer: object
     settings: BackboneSettings
@@ -200,7 +197,6 @@ def smollm2_gguf() -> Path:
 
 def converted_smollm2(cache_dir: Path | None = None) -> Path:
     """Folder with SmolLM2 converted to float32 safetensors; converts it on first use.
-
     The conversion is written to a temporary folder and renamed into place, so an
     interrupted conversion never leaves a half-written model behind.
     """
@@ -239,7 +235,6 @@ def tiny_tokenizer():
 
     from transformers import PreTrainedTokenizerFast
 
-    from llmrec_lite.templates import TASKS, all_templates
 
     words = set()
     texts = [t.text for task in TASKS for t in all_templates(task)]
@@ -282,7 +277,6 @@ def tiny_llama(vocab_size: int, settings: BackboneSettings, tie_word_embeddings:
 
 def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None) -> dict:
     """Parameter counts of a Llama architecture and of its LoRA adapters, without weights.
-
     The model is built on the ``meta`` device, so even 3B parameters cost no memory.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -302,7 +296,6 @@ def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None
 def estimate_training_memory(config_dict: dict, settings: BackboneSettings, batch_size: int, seq_len: int,
                              trainable_extra: int = 0, gradient_checkpointing: bool = True) -> dict:
     """A back-of-the-envelope GPU memory budget (GiB) for one training step.
-
     Counts: decoder linear weights at 4 bits plus double-quantisation constants (about
     0.127 bit per weight: one fp8 absmax per 64 weights, one fp32 per 256 of those);
     embedding and LM head in bfloat16 (bitsandbytes leaves them unquantised); trainable
@@ -408,7 +401,6 @@ def attach_lora(model, settings: BackboneSettings):
 
 def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.device = "cpu") -> Backbone:
     """Builds the backbone a profile asks for, frozen, with LoRA adapters attached.
-
     Raises:
         BackboneUnavailableError: the weights cannot be obtained here; the message says how.
     """

@@ -6,10 +6,13 @@ user, so its numbers are directly comparable with the LLM's (full ranking, one t
 
 from __future__ import annotations
 
+from implicit.cpu.bpr import BayesianPersonalizedRanking
 import numpy as np
+from threadpoolctl import threadpool_limits
 import torch
 
-from llmrec_lite.metrics import evaluate_dot_product, evaluate_scorer
+from llmrec_lite.metrics import evaluate_dot_product, evaluate_scorer, target_ranks
+from llmrec_lite.wals import fold_in
 
 
 def popularity_scores(split) -> np.ndarray:
@@ -20,13 +23,9 @@ def popularity_scores(split) -> np.ndarray:
 def fit_bpr(split, factors: int = 64, iterations: int = 100, learning_rate: float = 0.05,
             regularization: float = 0.01, seed: int = 0):
     """BPR-MF with the ``implicit`` library; returns (user_factors, item_factors) as tensors.
-
     implicit's BPR appends a bias column to the item factors and a constant 1 to the user
     factors, so the dot product includes the item bias.
     """
-    from implicit.cpu.bpr import BayesianPersonalizedRanking
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(1, "blas"):
         model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate, regularization=regularization,
                                             iterations=iterations, random_state=seed, num_threads=1)
@@ -40,7 +39,6 @@ CLASSIC = {"popularity": "popularity", "wals": "WALS (dot product)", "bpr": "BPR
 
 def classic_scorers(split, wals, bpr_factors: int = 64, seed: int = 0, names=tuple(CLASSIC)) -> dict:
     """``{short name: score_fn}``; ``score_fn(users)`` gives ``(len(users), items)`` scores.
-
     Only the baselines in ``names`` are built (BPR trains on first use of this function).
     """
     unknown = set(names) - set(CLASSIC)
@@ -66,7 +64,6 @@ def classic_baselines(split, wals, users=None, targets: str = "test", bpr_factor
 
 def answer_leak(split, wals, samples: int = 2000, k: int = 10, seed: int = 0) -> dict:
     """How much a fitted WALS user vector knows about the answers of training prompts.
-
     WALS solves each user's vector from all of that user's training items, so a training
     prompt's answer (a later training item) helped make the vector the prompt reads; a test
     prompt's answer never did. For a seeded sample of training prefixes this scores the
@@ -77,9 +74,6 @@ def answer_leak(split, wals, samples: int = 2000, k: int = 10, seed: int = 0) ->
     Returns:
         ``{"fitted": HR@k, "prefix": HR@k, "valid": HR@k, "samples": n, "k": k}``.
     """
-    from llmrec_lite.metrics import target_ranks
-    from llmrec_lite.wals import fold_in
-
     prefixes = list(split.train_samples())
     rng = np.random.default_rng(seed)
     chosen = [prefixes[i] for i in sorted(rng.choice(len(prefixes), size=min(samples, len(prefixes)), replace=False))]

@@ -2,42 +2,19 @@
 optimizer steps that makes.
 
 Everything is deterministic in (seed, stage, epoch), so a resumed run rebuilds exactly the
-batches the interrupted one had, and :func:`training_steps` can say how long a stage is
+batches the interrupted one had, and :func:`~llmrec_lite.settings.training_steps` can say how long a stage is
 before it starts (the chapters' budget tables and the GPU cost benchmark use it).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from llmrec_lite.prompts import Encoded, PromptEncoder
+from llmrec_lite.settings import prompts_per_task, training_steps  # noqa: F401  (training_steps: re-exported)
 from llmrec_lite.templates import get_template
 
 VALIDATION_SEED = 12345
-
-
-def prompts_per_task(settings, num_train_samples: int) -> int:
-    """Training prompts per task and epoch: the settings' count, or ``sample_ratio`` of all
-    training prefixes when the count is ``None`` (OpenP5 samples 20 %)."""
-    if settings.samples_per_task is not None:
-        return int(min(settings.samples_per_task, num_train_samples))
-    return max(1, int(settings.sample_ratio * num_train_samples))
-
-
-def training_steps(settings, num_train_samples: int, num_processes: int = 1) -> int:
-    """Optimizer steps of a stage: tasks x batches per task, per epoch, over gradient accumulation
-    (and over processes: with ``accelerate launch`` each step takes one batch per process).
-
-    Args:
-        settings: The stage's :class:`~llmrec_lite.train.TrainSettings`.
-        num_train_samples: Training prefixes of the split (``split.num_train_samples``).
-        num_processes: Processes training together.
-    """
-    per_task = math.ceil(prompts_per_task(settings, num_train_samples) / settings.batch_size)
-    per_process = math.ceil(len(settings.tasks) * per_task / num_processes)
-    return math.ceil(per_process / settings.grad_accum) * settings.epochs
 
 
 def build_batches(encoded: list[Encoded], batch_size: int, bucket_size: int, rng: np.random.Generator) -> list[list[Encoded]]:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from importlib import resources
+import json
+import os
+from pathlib import Path
+import random
+
+import numpy as np
+import torch
+
+from llmrec_lite.device import resolve_device
 from llmrec_lite.profiles import Profile, get_profile
 
 
 def glue(name: str, value, display: bool = False) -> None:
     """Records ``value`` under ``name`` for the book's prose (``{glue:text}`name` ``).
-
     Outside a MyST-NB build (JupyterLab, Colab without the book extra) it does nothing,
     so chapters run everywhere. Returns nothing, so a trailing call prints nothing.
     """
@@ -22,13 +31,6 @@ def glue(name: str, value, display: bool = False) -> None:
 
 def setup(profile_name: str) -> Profile:
     """Selects a profile, seeds everything and prints what this run uses."""
-    import random
-
-    import numpy as np
-    import torch
-
-    from llmrec_lite.device import resolve_device
-
     profile = get_profile(profile_name)
     random.seed(profile.seed)
     np.random.seed(profile.seed)
@@ -41,12 +43,8 @@ def setup(profile_name: str) -> Profile:
 
 def run_dir(profile_name: str, dataset: str):
     """Where the chapters keep trained models: ``$LLMREC_RUN_DIR`` or ``<repo>/_build/runs``.
-
     ``make book`` empties it first, so every model a chapter shows was trained in that build.
     """
-    import os
-    from pathlib import Path
-
     base = os.environ.get("LLMREC_RUN_DIR")
     if base:
         root = Path(base)
@@ -72,12 +70,8 @@ def recorded_source(record: dict, extra: str = "") -> str:
 
 def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:
     """Benchmark JSON files committed to the repository (searched upwards from the cwd).
-
     Returns an empty list where the repository is not around (e.g. on Colab).
     """
-    import json
-    from pathlib import Path
-
     here = Path.cwd().resolve()
     for base in (here, *here.parents):
         results = base / folder
@@ -93,9 +87,6 @@ def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results"
 
 def reference_results(dataset: str | None = None) -> list[dict]:
     """Published numbers (paper, OpenP5, S3-Rec) with their sources, from the package's data file."""
-    import json
-    from importlib import resources
-
     data = json.loads(resources.files("llmrec_lite").joinpath("resources/reference_results.json").read_text())
     rows = [dict(r, citation=data["sources"][r["source"]]) for r in data["rows"]]
     return [r for r in rows if dataset is None or r["dataset"] == dataset]

@@ -10,11 +10,13 @@ message names the file and the fix.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 import shutil
-from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 import torch
 
 from llmrec_lite.fileio import write_json
@@ -56,9 +58,6 @@ def read_json(path: str | Path, fix: str = "Delete it and run the command again.
 
 def load_tensors(path: str | Path, fix: str) -> dict[str, torch.Tensor]:
     """A safetensors file, with a clear error when it is damaged."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         return load_file(str(path))
@@ -132,8 +131,6 @@ def _own_adapters(model) -> None:
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> None:
     """Writes the resumable state (trainable tensors, optimizer, scheduler, RNG, position)."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     _own_adapters(model)
     tmp = _fresh_tmp(folder)
@@ -147,7 +144,6 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> N
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     """Restores what :func:`save_checkpoint` wrote into ``model``, ``optimizer`` and ``scheduler``.
-
     Returns:
         The saved position (``state.json``), with the RNG state already restored.
 
@@ -175,8 +171,6 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
 
 def save_final(model, folder: Path, result: dict) -> None:
     """Writes a finished stage's trained parts: projectors/, adapter/ (LoRA), extra.safetensors, result.json."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     _own_adapters(model)
     tmp = _fresh_tmp(folder)
@@ -200,18 +194,16 @@ def save_final(model, folder: Path, result: dict) -> None:
 
 def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:
     """Loads a ``final/`` folder's tensors into a freshly built model of the same kind.
-
     Raises:
         CorruptCheckpointError: a saved file cannot be read.
         CheckpointMismatchError: the projectors map other dimensions than the model's.
     """
-    from llmrec_lite.projectors import Projectors
-
     folder = Path(folder)
     fix = f"The saved stage is damaged: delete {folder.parent} and train that stage again."
     if model.projectors is not None:
         try:
-            loaded = Projectors.from_pretrained(folder / "projectors", expect={
+            # the model's own projector class: this module stays below projectors.py (which uses its checks)
+            loaded = type(model.projectors).from_pretrained(folder / "projectors", expect={
                 "hidden_size": model.projectors.config.hidden_size, "cf_dim": model.projectors.config.cf_dim})
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise _unreadable(folder / "projectors", err, fix) from err

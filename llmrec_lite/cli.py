@@ -14,16 +14,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 import signal
 import sys
 import time
-from pathlib import Path
+
+import torch
 
 from llmrec_lite import registry
-from llmrec_lite.data import DataFormatError, INDEXINGS, load_dataset
-from llmrec_lite.profiles import PROFILES, Profile
+from llmrec_lite.backbone import BackboneSettings, load_tokenizer
+from llmrec_lite.data import INDEXINGS, DataFormatError, load_dataset
+from llmrec_lite.evaluate import evaluate_model, evaluation_users
+from llmrec_lite.fileio import atomic_path, check_writable
+from llmrec_lite.metrics import evaluate_dot_product
+from llmrec_lite.pipeline import run_pipeline
+from llmrec_lite.profiles import PROFILES, Profile, get_profile
+from llmrec_lite.prompts import PromptEncoder
+from llmrec_lite.recommend import ClassicRecommender, recommend
+from llmrec_lite.runs import Run, open_saved, wals_metadata
+from llmrec_lite.settings import TrainSettings
 from llmrec_lite.split import LeaveOneOutSplit
+from llmrec_lite.templates import get_template
 from llmrec_lite.variants import OUTPUTS, TARGETS, Variant
+from llmrec_lite.wals import BACKENDS, SOLVERS, WALS, WALSConfig
 
 
 class CommandLineError(ValueError):
@@ -32,7 +45,6 @@ class CommandLineError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error also ends with the JSON error line every command promises."""
-
     def error(self, message):
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -72,8 +84,6 @@ def _load(args):
 
 
 def _profile(name: str):
-    from llmrec_lite.profiles import get_profile
-
     return get_profile(name)
 
 
@@ -99,14 +109,6 @@ def cmd_data(args) -> dict:
 
 
 def cmd_wals(args) -> dict:
-    import torch
-
-    from llmrec_lite.metrics import evaluate_dot_product
-    from llmrec_lite.wals import WALS, WALSConfig
-
-    from llmrec_lite.fileio import check_writable
-    from llmrec_lite.runs import wals_metadata
-
     targets = _targets(args)
     if args.out:
         check_writable(args.out, "--out", is_dir=True)
@@ -144,10 +146,6 @@ def cmd_wals(args) -> dict:
 
 
 def cmd_prompt(args) -> dict:
-    from llmrec_lite.backbone import BackboneSettings, load_tokenizer
-    from llmrec_lite.prompts import PromptEncoder
-    from llmrec_lite.templates import get_template
-
     targets = _targets(args)
     data, split = _load(args)
     user = args.user - 1  # ids as the prompts show them start at 1
@@ -181,11 +179,6 @@ def cmd_prompt(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    from llmrec_lite.runs import Run
-
-    from llmrec_lite.fileio import check_writable
-    from llmrec_lite.settings import TrainSettings
-
     profile = _profile(args.profile)
     overrides = {} if args.samples is None else {"samples_per_task": args.samples}
     # built before anything loads, so that a bad value fails in a second
@@ -196,12 +189,6 @@ def cmd_train(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
-    from llmrec_lite.evaluate import evaluate_model, evaluation_users
-    from llmrec_lite.fileio import atomic_path, check_writable
-    from llmrec_lite.runs import open_saved
-
-    from llmrec_lite.templates import get_template
-
     targets, stage, variant = _targets(args), args.stage, _variant(args)
     get_template(args.task, args.template)  # an unknown template fails before anything loads
     if args.users is not None and args.users < 1:
@@ -222,10 +209,6 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_run(args) -> dict:
-    from llmrec_lite.pipeline import run_pipeline
-
-    from llmrec_lite.fileio import check_writable
-
     check_writable(args.out, "--out", is_dir=True)
     result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path,
                           display_name=args.name)
@@ -234,9 +217,6 @@ def cmd_run(args) -> dict:
 
 
 def cmd_recommend(args) -> dict:
-    from llmrec_lite.recommend import ClassicRecommender, recommend
-    from llmrec_lite.runs import open_saved
-
     targets, stage = _targets(args), args.stage
     if args.k < 1:
         raise ValueError(f"--k {args.k}: recommend at least 1 item.")
@@ -264,8 +244,6 @@ def cmd_recommend(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmrec_lite.wals import BACKENDS, SOLVERS, WALSConfig
-
     parser = _Parser(prog="python -m llmrec_lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     profiles = ", ".join(PROFILES)

@@ -7,13 +7,17 @@ follow :mod:`llmrec_lite.metrics` (HR@K, NDCG@K with one relevant item), unmaske
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from llmrec_lite.metrics import DEFAULT_KS, bootstrap_interval, metrics_from_ranks, ranks_from_lists, target_ranks, top_k
+from llmrec_lite.baselines import CLASSIC, classic_scorers
+from llmrec_lite.generation import ItemTrie, constrained_beam_search
+from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
+from llmrec_lite.metrics import (DEFAULT_KS, bootstrap_interval, evaluate_scorer, metrics_from_ranks, ranks_from_lists,
+                                 target_ranks, top_k)
 from llmrec_lite.templates import get_template
 from llmrec_lite.variants import check_targets
 
@@ -21,7 +25,6 @@ from llmrec_lite.variants import check_targets
 @dataclass
 class Evaluation:
     """Metrics plus what is needed to check them: per-user top lists, gold items and ranks."""
-
     metrics: dict
     top_items: np.ndarray
     gold: np.ndarray
@@ -82,13 +85,10 @@ def _unpack(trained, encoder):
 def item_token_batches(model, encoder, task: str, template: str | int, targets: str, users, batch_size: int = 32,
                        bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True):
     """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
-
     Prompts are batched by length (little padding); the catalogue's item matrix is projected
     once for all batches. With ``cf_weight > 0`` the scores are late-fused with the WALS dot
     product (:func:`llmrec_lite.late_fusion.fuse_scores`).
     """
-    from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
-
     cf_weight = check_cf_weight(cf_weight)
     model.eval()
     items = model.item_matrix()
@@ -107,7 +107,6 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
                         mask_history: bool = False, bf16: bool | None = None, cf_weight: float = 0.0,
                         user_factors: torch.Tensor | None = None, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
-
     Args:
         trained: A :class:`~llmrec_lite.runs.Trained` model (or a
             :class:`~llmrec_lite.fusion.FusionModel` with ``output="item-token"``, and ``encoder``).
@@ -166,8 +165,6 @@ def evaluate_earlier_targets(trained, steps_back: int, **kwargs) -> Evaluation:
     target, each predicted from the items before it (see
     :meth:`~llmrec_lite.split.LeaveOneOutSplit.earlier`): 0 is the test target, 1 the
     validation target, 2 the last training target. A diagnostic, not a selection rule."""
-    from dataclasses import replace
-
     _, encoder = _unpack(trained, None)  # a Run.load model: it carries its encoder and precision
     shifted = replace(trained, encoder=replace(encoder, split=encoder.split.earlier(steps_back)))
     return evaluate_item_token(shifted, targets="test", **kwargs)
@@ -199,9 +196,6 @@ def accuracy_by_target_distance(models: dict, split, wals=None, steps_back=(2, 1
         One dict per model and target: ``model``, ``steps_back``, ``target``, ``hr@10``,
         ``hr@10_masked``, ``users``.
     """
-    from llmrec_lite.baselines import CLASSIC, classic_scorers
-    from llmrec_lite.metrics import evaluate_scorer
-
     scorers = {} if wals is None else {CLASSIC[k]: fn for k, fn in classic_scorers(
         split, wals, names=("wals", "popularity")).items()}
     known, rows = known or {}, []
@@ -223,14 +217,11 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
                      mask_history: bool = False, ks=DEFAULT_KS, trie=None, user_factors: torch.Tensor | None = None,
                      show_progress: bool = True) -> Evaluation:
     """Top-``num_beams`` lists by trie-constrained beam search for a text-id model.
-
     The beams are the ranking: an item outside them counts as a miss at every K up to
     ``num_beams`` (OpenP5's protocol). ``mask_history`` forbids the user's history items
     in the search (its metrics are reported under the plain keys, with ``masked: true``).
     ``user_factors``: as in :func:`evaluate_item_token`.
     """
-    from llmrec_lite.generation import ItemTrie, constrained_beam_search
-
     model, encoder = _unpack(trained, encoder)
     split = encoder.split
     users = np.arange(split.num_users) if users is None else np.asarray(users)
@@ -258,7 +249,6 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
 
 def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     """Dispatches on the model's output side (item-token: full scores; text-id: beam search).
-
     ``trained`` is a :class:`~llmrec_lite.runs.Trained` (from :meth:`Run.load`), so the
     prompts are encoded as in its training; or pass a model and its encoder.
     """

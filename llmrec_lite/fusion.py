@@ -19,32 +19,20 @@ Output side (``output=``):
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 import math
 import weakref
-from contextlib import contextmanager, nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from llmrec_lite.backbone import Backbone, cache_of, with_cache
-from llmrec_lite.projectors import ProjectorConfig, Projectors
+from llmrec_lite.projectors import CheckpointMismatchError, ProjectorConfig, Projectors
 from llmrec_lite.prompts import Batch
+from llmrec_lite.settings import check_item_logit
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
-
-
-ITEM_LOGITS = ("dot", "cosine")
-
-
-def check_item_logit(item_logit: str, logit_temperature: float, dense_weight: float) -> None:
-    """Refuses item-token head settings that cannot train, naming the fix."""
-    if item_logit not in ITEM_LOGITS:
-        raise ValueError(f"Unknown item_logit {item_logit!r}; choose one of {ITEM_LOGITS}.")
-    if not logit_temperature > 0:
-        raise ValueError(f"logit_temperature={logit_temperature!r}: the temperature of cosine logits must be positive.")
-    if not 0 <= dense_weight < 1:
-        raise ValueError(f"dense_weight={dense_weight!r}: it is the dense loss's share, in [0, 1) "
-                         "(the answer position must keep some weight).")
+from llmrec_lite.wals import fold_in
 
 
 def seen_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -68,7 +56,6 @@ def _offset_mask(logits: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor])
 
 class FusionModel(nn.Module):
     """Backbone, projectors and frozen CF embeddings in one module.
-
     Args:
         backbone: A loaded :class:`~llmrec_lite.backbone.Backbone` (frozen, LoRA attached).
         user_factors, item_factors: The WALS embeddings (kept frozen, as buffers).
@@ -121,7 +108,6 @@ class FusionModel(nn.Module):
             :attr:`user_factors`: the fitted vectors, solved from the training part alone,
             unless evaluation swaps in others (:meth:`reading_users`).
     """
-
     def __init__(
         self,
         backbone: Backbone,
@@ -168,7 +154,6 @@ class FusionModel(nn.Module):
                 if calibrate:
                     projectors.calibrate(self.user_factors, self.item_factors, self.target_norm)
             elif projectors.config.hidden_size != hidden or projectors.config.cf_dim != self.user_factors.shape[1]:
-                from llmrec_lite.projectors import CheckpointMismatchError
 
                 raise CheckpointMismatchError(
                     f"Projectors map {projectors.config.cf_dim} -> {projectors.config.hidden_size}, but the CF "
@@ -226,7 +211,6 @@ class FusionModel(nn.Module):
 
     def claim_backbone(self) -> None:
         """Makes the shared backbone's LoRA adapters this model's own.
-
         Every model built on one :class:`~llmrec_lite.backbone.Backbone` (a stage-1 and a
         stage-2 model of one run, say) shares its weights, LoRA adapters included, so that
         a process holds the backbone once. Without care, loading a second model would
@@ -250,7 +234,6 @@ class FusionModel(nn.Module):
 
     def reset_lora(self, seed: int) -> None:
         """Re-initialises every LoRA adapter (B = 0, so the backbone is unchanged).
-
         Several models in one process share the backbone object, so each run starts by
         putting the adapters back to their initial state instead of inheriting another run's
         (:meth:`claim_backbone` first keeps the previous owner's adapters aside).
@@ -361,8 +344,6 @@ class FusionModel(nn.Module):
     @torch.no_grad()
     def prefix_user_factors(self, batch: Batch) -> torch.Tensor:
         """``(batch, k)`` user factors folded in from each row's training prefix (see ``fold_in_users``)."""
-        from llmrec_lite.wals import fold_in
-
         rows = batch.prefix_batch.cpu().numpy()
         items = batch.prefix_items.cpu().numpy()
         baskets = [items[rows == r] for r in range(len(batch))]
@@ -402,7 +383,6 @@ class FusionModel(nn.Module):
                     cf: torch.Tensor | None = None,
                     known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue.
-
         Args:
             seen: ``(row, item)`` index pairs of the items each row's prompt shows; with
                 ``history_bias`` their logits get the learned offset.
@@ -469,7 +449,6 @@ class FusionModel(nn.Module):
 
     def score_items(self, batch: Batch, items: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, items)`` scores of every catalogue item (item-token output; no response in the batch).
-
         Args:
             items: :meth:`item_matrix`, when the caller computed it once for many batches.
         """
@@ -484,7 +463,6 @@ class FusionModel(nn.Module):
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
         """Greedy continuation of left-padded prompts (text-id output), with a KV cache.
-
         Returns:
             ``(batch, max_new_tokens)`` generated token ids.
         """
@@ -503,7 +481,6 @@ class FusionModel(nn.Module):
 
     def forward(self, batch: Batch) -> dict:
         """Training loss for the model's output side.
-
         ``text-id``: mean cross-entropy over response tokens (batch built with responses).
         ``item-token``: cross-entropy of the target among all items (batch built without);
         with ``dense_weight > 0`` mixed with the mean cross-entropy of every history position

@@ -5,14 +5,22 @@ the text-only baselines, the classic baselines and the evaluation, written to
 
 from __future__ import annotations
 
+from dataclasses import asdict
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from llmrec_lite.fileio import write_json
+from llmrec_lite.baselines import classic_baselines, classic_scorers
+from llmrec_lite.checkpoints import read_json
+from llmrec_lite.device import describe_machine
+from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
+from llmrec_lite.fileio import atomic_path, write_json
+from llmrec_lite.metrics import bootstrap_interval, paired_bootstrap, target_ranks
+from llmrec_lite.runs import Run
+from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
 from llmrec_lite.templates import TASKS
 from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT, Variant
 
@@ -94,14 +102,11 @@ def evaluation_size(profile, variant: Variant) -> int | None:
 def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
                     show_progress: bool = True, cf_weight: float = 0.0):
     """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
-
     The model is prompted as it was trained (its recorded prompt settings). The cache key
     includes the trained model's fingerprint (its result.json), so a retrained model is
     never served an old evaluation. ``cf_weight > 0``: late fusion with the WALS score
     (:mod:`llmrec_lite.late_fusion`).
     """
-    from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
-
     variant = Variant.parse(variant)
     n_users = evaluation_size(run.profile, variant)
     trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
@@ -128,17 +133,12 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
 
 def table_users(run) -> np.ndarray:
     """The test users of the item-token and classic rows: all, or the profile's seeded subset."""
-    from llmrec_lite.evaluate import evaluation_users
-
     return evaluation_users(run.split, run.profile.eval_users, seed=run.profile.seed)
 
 
 def evaluate_all(run, show_progress: bool = True) -> list[dict]:
     """Every LLM row (tasks and templates as :func:`evaluations_for` says), plus the classic
     baselines and SASRec on the same users as the item-token rows."""
-    from llmrec_lite.baselines import classic_baselines
-    from llmrec_lite.metrics import bootstrap_interval
-
     rows = []
     profile = run.profile
 
@@ -176,8 +176,6 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
     paired bootstrap 95% interval (from the cached evaluations). With a late-fusion weight
     (``Profile.cf_weight``), also the fused scores against stage 2 alone and against WALS.
     Always stage 2 against the WALS dot product whose vectors it reads (does the LLM add to them?)."""
-    from llmrec_lite.metrics import paired_bootstrap
-
     def ranks(variant, stage):
         return evaluate_cached(run, variant, stage, "sequential", "seen", show_progress=show_progress)
 
@@ -208,11 +206,6 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
 
 def wals_ranks(run, users) -> tuple[np.ndarray, np.ndarray]:
     """The test target's rank under the WALS dot product for each of ``users``: unmasked, masked."""
-    import torch
-
-    from llmrec_lite.baselines import classic_scorers
-    from llmrec_lite.metrics import target_ranks
-
     users = np.asarray(users)
     scores = torch.as_tensor(classic_scorers(run.split, run.eval_wals(), names=("wals",))["wals"](users),
                              dtype=torch.float32)
@@ -228,9 +221,6 @@ def sasrec_metrics(run, show_progress: bool = True, users=None) -> dict:
     """SASRec trained on the run's split (once; kept in ``out/sasrec``) and evaluated on the test
     targets of ``users`` (default: all) under the same rule, with its training record (epochs,
     seconds, validation curve; early stopping on the same users' validation targets)."""
-    from llmrec_lite.checkpoints import read_json
-    from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
-
     folder = run.out / "sasrec"
     config = SASRecConfig.from_profile(run.profile, run.data.name)
     info = read_json(folder / "sasrec.json") if (folder / "sasrec.json").exists() else None
@@ -265,15 +255,11 @@ def results_markdown(rows: list[dict], header: str) -> str:
 def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, show_progress: bool = True, run=None,
                  path=None, display_name: str | None = None) -> dict:
     """Runs everything and writes ``results.json`` and ``results.md`` into ``out``.
-
     Args:
         run: A :class:`~llmrec_lite.runs.Run` already opened for this profile, dataset and
             ``out`` (the book passes its own); ``None`` opens one.
         path: Your own S3Rec-format file instead of ``dataset``.
     """
-    from llmrec_lite.device import describe_machine
-    from llmrec_lite.runs import Run
-
     out = Path(out)
     if run is None:
         run = Run.open(profile, dataset, out, data_dir=data_dir, path=path, show_progress=show_progress,
@@ -303,7 +289,6 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
     write_json(out / "results.json", result)
     header = (f"# Results: {run.data.name}, profile {profile.name}, backbone {run.backbone.source}, "
               f"{run.data.indexing} indexing")
-    from llmrec_lite.fileio import atomic_path
 
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(results_markdown(rows, header))

@@ -11,7 +11,7 @@ Configuration flows down: a :class:`Profile` is plain data and this module impor
 of the modules that use it. Each settings class builds itself from a profile
 (:meth:`llmrec_lite.wals.WALSConfig.from_profile`,
 :meth:`llmrec_lite.backbone.BackboneSettings.from_profile`,
-:meth:`llmrec_lite.train.TrainSettings.from_profile`) and takes its own defaults from
+:meth:`llmrec_lite.settings.TrainSettings.from_profile`) and takes its own defaults from
 :class:`Profile`'s, so every default is written once, here.
 """
 
@@ -158,73 +158,21 @@ class Profile:
 # The linear layers of a Llama block: attention's four projections and the MLP's three.
 EVERY_LINEAR_LAYER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# The item-token head of the cpu and gpu profiles: cosine logits over a learned temperature,
-# half the loss from dense next-item supervision, and a learned offset for the items the
-# prompt shows. Chosen by the tuning record on validation targets only
-# (benchmarks/results/tune_lastfm_cpu.json and tune_beauty_cpu.json, made by benchmarks/tune.py;
-# chapter 5.6 reads them): the best mean validation HR@10 over both datasets. The readout and
-# faster projectors were in the record too and ranked lower, so they stay off. The smoke
-# profile keeps the plain defaults (dot logits, answer position only).
+# The item-token head of the cpu and gpu profiles (lab/DECISIONS.md: tuning record); the
+# smoke profile keeps the plain defaults (dot logits, answer position only).
 CHOSEN_HEAD = {"item_logit": "cosine", "logit_temperature": 0.07, "dense_weight": 0.5, "history_bias": True}
 
 PROFILES: dict[str, Profile] = {
-    # The cpu profile fits the whole book into an hour on a 2-core laptop (README: measured
-    # chapter times): the text-id side trains for its one row, validation uses 100 users,
-    # SASRec stops at 1.6M training positions, and Beauty is evaluated on one seeded subset of
-    # 2,000 users. The item-token prompts per task, (stage 1, stage 2), were first the split with
-    # the best mean stage-2 validation HR@10 over LastFM and Beauty in the stage-split record
-    # (benchmarks/results/split_*_cpu.json, made by benchmarks/stage_split.py; chapter 5.6); the
-    # distance record below, which scores at the test target's distance, now sets them.
-    # LoRA's learning rate in stage 2 is the best mean stage-2 HR@10 over LastFM and Beauty at the
-    # test target's distance in the distance record (benchmarks/results/distance_*_cpu.json, made
-    # by benchmarks/distance.py; chapter 5.6): first 3e-4 (over 1e-3, before the CF term; 1e-4
-    # was tried later, with it, and ranked below); with the head below and 1,200 + 800 prompts,
-    # 1e-3 (the rows of 2026-12-03, with 3e-4 re-measured beside it on the same Intel Xeon,
-    # native bfloat16: mean .0740 against .0725). That margin is Beauty's (.0600 against .0560);
-    # LastFM alone prefers 3e-4 (.0890 against .0881), and the same 3e-4 candidate moved by about
-    # .003 between the AMD EPYC and this Xeon, so the two rates are close; the rule picks the mean.
-    # LoRA's adapters sit on every linear layer of every block (EVERY_LINEAR_LAYER), rank 8,
-    # without dropout: the best mean in the same record (rows of 2026-12-03, second session, on an
-    # Intel Xeon with native bfloat16; mean .0791 against .0746 for the paper's q_proj and v_proj
-    # without dropout and .0740 with it; stage 2 - stage 1 on the far target above zero on Beauty,
-    # not separated on LastFM). Rank 16 ranked below rank 8 on both datasets (mean .0765). With
-    # adapters on every layer, LoRA at 2e-3 (mean .0769) and 800 + 1,200 prompts (mean .0722)
-    # ranked below it on both datasets (rows of 2026-12-03, third session), and so did 1,200 + 1,200
-    # (mean .0764: LastFM .0908, the same as 1,200 + 800, Beauty lower), so stage 2's gain over
-    # stage 1 is not held back by its number of prompts.
-    # LoRA's dropout is off because on a CPU it copies every adapted layer's input: a stage-2 step
-    # on every layer costs 1.08 times the paper's placement without it, 1.83 with it
-    # (benchmarks/results/lora_cost_*.json).
-    # Training prompts read user vectors folded in from the items before their target
-    # (user_vectors="prefix"), and the item-token head adds the WALS score of the prompt's user
-    # vector with a learned weight (cf_term) and a learned offset for every item the user consumed
-    # before the target (known_bias): together the best mean stage-2 HR@10 over LastFM and Beauty
-    # at the test target's distance in the same record (its candidates added on 2026-11-29 and
-    # 2026-11-30). With that head, 1,200 + 800 prompts per task (stage 1 + stage 2) beat 800 + 1,200
-    # and LoRA at 1e-4 on both datasets in the same record (rows of 2026-11-30, measured on one AMD
-    # EPYC with native bfloat16: mean .0757, .0712, .0682), so the item-token prompts per task are
-    # now (1200, 800). The 1,200 + 800 row was re-measured on 2026-12-03 on an Intel Xeon beside the
-    # LoRA-rate rows, which replaced it in the record; the EPYC row is in git at 64cf436.
-    # The gpu profile keeps the paper's fitted vectors and the plain head (the record
-    # was made with the cpu backbone).
-    # The results' test prompts, WALS row and late fusion read user vectors folded in from every
-    # item before the test target (eval_user_vectors="folded"): with this head, the best mean
-    # stage-2 HR@10 over LastFM and Beauty on the shifted runs' far targets in the user-vector
-    # record (benchmarks/results/user_vectors_*_cpu.json, made by benchmarks/user_vectors.py;
-    # chapter 5.6).
-    # The late-fusion weight (cf_weight) is the best mean HR@10 over LastFM and Beauty on the same
-    # shifted runs' far targets in the fusion record (benchmarks/results/fusion_*_cpu.json, made by
-    # benchmarks/fusion.py; chapter 7.5): 0.125 of the standardised WALS score for the model with
-    # LoRA on q_proj and v_proj; 0, the model alone, on both datasets for the model with LoRA on
-    # every linear layer (re-made on 2026-12-03), so the results have no late-fusion row.
+    # The book build on a 2-core CPU. Each value that differs from Profile's defaults has a row
+    # in lab/DECISIONS.md: the record that chose it (validation targets only) or the budget it fits.
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), results_datasets=("lastfm", "beauty"), device="cpu",
                    backbone="cpu", eval_users=2000, evaluation_grid="lean", item_token_samples=(1200, 800), lora_lr=1e-3,
                    text_id_samples=(200, 200), val_users=100, sasrec_max_positions=1_600_000, cf_weight=0.0,
                    user_vectors="prefix", cf_term=True, known_bias=True, eval_user_vectors="folded",
                    lora_targets=EVERY_LINEAR_LAYER, lora_dropout=0.0, **CHOSEN_HEAD),
-    # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts,
-    # lr 1e-3, 2 epochs per stage), OpenLLaMA-3B in 4-bit. No late-fusion row: its weight would
-    # need a fusion record made with this backbone.
+    # Paper scale on one GPU: OpenP5's Llama recipe (20 % of the rendered training prompts, lr 1e-3,
+    # 2 epochs per stage), OpenLLaMA-3B in 4-bit; the head of the cpu records, with fitted user
+    # vectors and no late fusion (those records were made with the cpu backbone).
     "gpu": Profile(name="gpu", datasets=("lastfm", "beauty", "ml1m"), results_datasets=("lastfm", "beauty", "ml1m"),
                    device="auto", backbone="gpu", bf16=True,
                    item_token_samples=(None, None), text_id_samples=(None, None), epochs=2, val_users=500,

@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from llmrec_lite.data import FIRST_ITEM_ID
-from llmrec_lite.templates import Template
+from llmrec_lite.templates import Template, training_templates
 
 USER, ITEM, TEXT = "user", "item", "text"
 RESPONSE = " Response:"
@@ -32,7 +33,6 @@ IGNORE_INDEX = -100
 class Segment:
     """A piece of a prompt: ``kind`` is ``"text"`` (``value`` a str) or a slot
     (``"user"`` / ``"item"``, ``value`` the 0-based user or item index)."""
-
     kind: str
     value: str | int
     item: int | None = None  # a text piece that spells a history item's id: that item's index
@@ -41,7 +41,6 @@ class Segment:
 @dataclass
 class Rendered:
     """A prompt rendered from a template.
-
     Attributes:
         segments: Text pieces and slots, in order, ending with `` Response:``.
         target_text: ``"<Dataset> item_<id>"`` or ``None`` when no target is given.
@@ -55,7 +54,6 @@ class Rendered:
             target): what the known-items offset of the item scores reads (``known_bias``).
             ``None`` where not recorded.
     """
-
     segments: list[Segment]
     target_text: str | None
     template: str
@@ -91,7 +89,6 @@ def render(
     max_history: int | None = DEFAULT_HISTORY,
 ) -> Rendered:
     """Renders one prompt.
-
     Args:
         template: The wording.
         data: The :class:`~llmrec_lite.data.InteractionData` (ids and dataset name).
@@ -172,7 +169,6 @@ def _merge_text(segments: list[Segment]) -> list[Segment]:
 @dataclass
 class Encoded:
     """One tokenized prompt.
-
     Attributes:
         input_ids: Token ids; slot positions hold a placeholder id (overwritten by embeddings).
         slot_positions: Positions of the slots in ``input_ids``.
@@ -188,7 +184,6 @@ class Encoded:
         prefix: :attr:`Rendered.prefix`.
         known: :attr:`Rendered.known`.
     """
-
     input_ids: list[int]
     slot_positions: list[int]
     slot_kinds: list[str]
@@ -221,7 +216,6 @@ class Encoded:
 
 def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool = True) -> Encoded:
     """Tokenizes a rendered prompt; each slot takes exactly one position.
-
     Text pieces are tokenized one by one (without special tokens), so a slot never
     merges with neighbouring text. The target, when present, is tokenized after the
     prompt and followed by end-of-sequence.
@@ -255,7 +249,6 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
 @dataclass
 class Batch:
     """Padded tensors for a list of :class:`Encoded` prompts (left padding).
-
     ``slot_batch``/``slot_pos`` address every slot; ``slot_is_user`` and ``slot_values``
     say which embedding goes there. ``labels`` are ``-100`` except on response tokens.
     ``next_batch``/``next_pos``/``next_items`` address every history position of prompts
@@ -268,7 +261,6 @@ class Batch:
     ``known_batch``/``known_items`` every row with each item its user consumed before the
     target (``None`` unless every prompt carries :attr:`Rendered.known`).
     """
-
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
@@ -323,7 +315,6 @@ class Batch:
 
 def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = True) -> Batch:
     """Pads on the left and builds masks, positions and labels.
-
     Args:
         items: Encoded prompts.
         pad_token_id: Id used for padding (never attended to).
@@ -395,8 +386,7 @@ def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = T
 def sample_training_prompts(split, task: str, num_samples: int | None, seed: int = 0,
                             with_embeddings: bool = True, max_history: int = DEFAULT_HISTORY) -> list[Rendered]:
     """Renders training prompts: random training samples, each with a random training template.
-
-    Sequential prompts come from the training prefixes (PROTOCOL.md section 2); direct
+    Sequential prompts come from the training prefixes (OpenP5's protocol); direct
     prompts use the same (user, target) pairs without the history. Templates are drawn
     from :func:`~llmrec_lite.templates.training_templates` only: the unseen template can
     never appear here.
@@ -407,8 +397,6 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
         num_samples: How many prompts (``None``: one per training sample).
         seed: Seed for the sample and template draws.
     """
-    from llmrec_lite.templates import training_templates
-
     samples = list(split.train_samples())
     rng = np.random.default_rng(seed)
     if num_samples is not None and num_samples < len(samples):
@@ -429,7 +417,6 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
 @dataclass
 class PromptEncoder:
     """Turns (template, user, history, target) into model inputs, the same way everywhere.
-
     It holds everything that decides what a model sees: the dataset (names and ids), the
     tokenizer and its BOS rule, the history length, and whether ids are embedding slots or
     text. A trained run records :meth:`config` and evaluation rebuilds the encoder from
@@ -442,7 +429,6 @@ class PromptEncoder:
         max_history: History items shown in a sequential prompt (the last ones).
         with_embeddings: Slots for ids (the fusion model) or ids as text (the baseline).
     """
-
     split: object
     tokenizer: object
     add_bos: bool = False
@@ -495,14 +481,11 @@ class PromptEncoder:
     def batches(self, template: Template, users: Sequence[int], targets: str = "test", batch_size: int = 32,
                 device=None, desc: str = "evaluate", show_progress: bool = True, by_length: bool = False):
         """Yields ``(user chunk, batch)`` over ``users``, ``batch_size`` at a time.
-
         Args:
             by_length: Batch the users in order of prompt length (shortest first) instead
                 of the given order, so that a batch carries little padding; the chunks
                 say which users each batch holds.
         """
-        from tqdm.auto import tqdm
-
         users = np.asarray(users)
         encoded = None
         if by_length:

@@ -19,7 +19,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from llmrec_lite.baselines import classic_scorers
+from llmrec_lite.evaluate import as_trained_precision, item_token_scores
+from llmrec_lite.generation import ItemTrie, constrained_beam_search
+from llmrec_lite.late_fusion import cf_scores, fuse_scores
 from llmrec_lite.metrics import top_k
+from llmrec_lite.templates import get_template
 from llmrec_lite.variants import check_targets
 
 
@@ -35,15 +40,11 @@ def _check_users(users: np.ndarray, split) -> None:
 
 class ClassicRecommender:
     """A classic baseline of a run (``popularity``, ``wals`` or ``bpr``) behind the same API.
-
     Args:
         run: A :class:`~llmrec_lite.runs.Run` (its split and WALS factors are used).
         name: ``"popularity"``, ``"wals"`` or ``"bpr"`` (BPR is fitted on construction).
     """
-
     def __init__(self, run, name: str = "wals"):
-        from llmrec_lite.baselines import classic_scorers
-
         self.split = run.split
         self.name = name
         self._run = run
@@ -55,8 +56,6 @@ class ClassicRecommender:
     def score(self, users, targets: str = "test"):
         """``(len(users), items)`` scores for the prompts of ``targets``. WALS reads the user
         vectors the run's results read (:meth:`~llmrec_lite.runs.Run.eval_wals`)."""
-        from llmrec_lite.baselines import classic_scorers
-
         if self._fixed is not None:
             return self._fixed(users)
         if targets not in self._wals:
@@ -72,8 +71,6 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
                       task: str = "sequential", template: str | int = "seen", num_beams: int | None = None,
                       cf_weight: float = 0.0) -> np.ndarray:
     """``(len(users), k)`` item indices, best first (see :func:`recommend`)."""
-    from llmrec_lite.templates import get_template
-
     check_targets(targets)
     if k < 1:
         raise ValueError(f"k={k!r}: recommend at least 1 item.")
@@ -98,8 +95,6 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
 
 def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams) -> np.ndarray:
     if fusion.output == "item-token":
-        from llmrec_lite.evaluate import as_trained_precision, item_token_scores
-        from llmrec_lite.late_fusion import cf_scores, fuse_scores
 
         scores = item_token_scores(fusion, batch, bf16=as_trained_precision(model, None))
         if cf_weight:
@@ -108,7 +103,6 @@ def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_b
     if cf_weight:
         raise ValueError("Late fusion (cf_weight > 0) needs a score for every item: it applies to the item-token "
                          "side only.")
-    from llmrec_lite.generation import ItemTrie, constrained_beam_search
 
     trie = ItemTrie.from_catalogue(split.data, fusion.backbone.tokenizer)
     items, _ = constrained_beam_search(fusion, batch, trie, num_beams=max(k, num_beams or k), exclude=exclude)
@@ -119,7 +113,6 @@ def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str
               template: str | int = "seen", as_indices: bool = False, num_beams: int | None = None,
               cf_weight: float = 0.0) -> list[list]:
     """The top-``k`` items for each user.
-
     Args:
         model: A :class:`~llmrec_lite.runs.Trained` fusion model (either output side; the
             text-id side ranks by trie-constrained beam search with ``max(k, num_beams)`` beams),

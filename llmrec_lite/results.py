@@ -14,14 +14,16 @@ reads as a sequence of results rather than of pandas filters:
   validation loss;
 - :func:`table_label`: what one dataset's table was made from (users, backbone, profile,
   hardware), stated once above it;
-- :func:`paired_table`, :func:`paired_sentence`: the paired bootstrap comparisons of
-  ``results.json``'s ``paired``;
-- :func:`text_id_sentence`, :func:`grid_sentence`: what the text-id side and the evaluation
-  grid of a build contain (a ``"lean"`` grid leaves rows out);
-- :func:`paper_comparison`, :func:`sasrec_claim`: the paper's "stage 2 beats SASRec"
-  comparison, our rows beside the paper's numbers;
-- :func:`sasrec_published`, :func:`sasrec_curve_figure`: our SASRec against the published
-  same-file SASRec numbers, and its validation curve;
+- :func:`paired_table`, :func:`paired_words`: the paired bootstrap comparisons of
+  ``results.json``'s ``paired``, and where one interval lies against zero;
+- :func:`main_row_only`: which final models a profile's evaluation grid evaluates on the
+  main row only (a ``"lean"`` grid leaves rows out);
+- :func:`side_of_target`: which side of a published number one of ours lies, at the printed
+  precision;
+- :func:`paper_comparison`, :func:`sasrec_claim`, :func:`claim_table`: the paper's "stage 2
+  beats SASRec" comparison, our rows beside the paper's numbers;
+- :func:`sasrec_published`, :func:`sasrec_runs_table`, :func:`sasrec_curve_figure`: our SASRec
+  against the published same-file SASRec numbers, how long it trained, and its validation curve;
 - :func:`target_distance_figure`: accuracy of fixed models as the target moves from the last
   training item to the validation and the test target;
 - :func:`budget_table`: training prompts and optimizer steps per stage under this build's
@@ -29,14 +31,16 @@ reads as a sequence of results rather than of pandas filters:
   :func:`llmrec_lite.batching.training_steps`.
 
 Rows are identified by their fields (``variant``, ``stage``, ``task``, ``template``), never
-by taking their labels apart.
+by taking their labels apart. The functions return tables, numbers and short verdict words
+(``"above"``, ``"below zero"``, ``"holds"``); the sentences around them are written in the
+chapter's Markdown, which pastes them with ``{glue:text}``.
 """
 
 from __future__ import annotations
 
 import math
 
-from llmrec_lite.pipeline import ITEM_TOKEN, LATE_FUSION, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT
+from llmrec_lite.pipeline import ITEM_TOKEN, LATE_FUSION, SASREC_LABEL
 from llmrec_lite.variants import Variant
 
 MAIN_TASK, MAIN_TEMPLATE = "sequential", "seen"
@@ -404,30 +408,11 @@ def has_row(rows: list[dict], variant: Variant | str, stage: int, task: str = MA
     return True
 
 
-def text_id_sentence(rows: list[dict], profile_name: str) -> str:
-    """What the text-id side says on one dataset, as a sentence that fits the rows present.
-
-    The full grid has stage 2 and its no-embedding baseline; the cpu profile's lean grid has
-    the stage-2 row only, so the sentence says that instead of comparing with a missing row.
-
-    Args:
-        rows: ``results.json``'s ``rows``.
-        profile_name: The profile that made them (named in the sentence).
-    """
-    if not has_row(rows, TEXT_ID, 2):
-        return (f"this build has no text-id row: the {profile_name} profile does not evaluate the text-id "
-                "side on this dataset (the gpu profile evaluates the full grid)")
-    t2 = find_row(rows, TEXT_ID, 2)["hr@10"]
-    if not has_row(rows, TEXT_ID_TEXT, 2):
-        return (f"stage 2 reaches {t2:.4f}; there is no no-embedding baseline to set it against: the "
-                f"{profile_name} profile trains only the text-id stage-2 row (and the stage 1 it builds on), "
-                "the gpu profile the full grid")
-    base = find_row(rows, TEXT_ID_TEXT, 2)["hr@10"]
-    return f"stage 2 reaches {t2:.4f}, {'above' if t2 > base else 'not above'} its no-embedding baseline ({base:.4f})"
-
-
-def grid_sentence(profile, names: dict[str, str]) -> str:
-    """Which final models were evaluated on both tasks and both templates under a profile.
+def main_row_only(profile, names: dict[str, str]) -> list[tuple[str, str]]:
+    """The final models (stage 2 and the baselines) a profile's evaluation grid evaluates on
+    the main row only (sequential task, seen template), as ``(dataset name, model label)``;
+    the others are evaluated on both tasks with the first training template and the held-out
+    one. A ``"full"`` grid leaves none out; the cpu profile's ``"lean"`` grid leaves some.
 
     Args:
         profile: The build's :class:`~llmrec_lite.profiles.Profile`.
@@ -435,24 +420,8 @@ def grid_sentence(profile, names: dict[str, str]) -> str:
     """
     from llmrec_lite.pipeline import evaluations_for, llm_runs
 
-    full, main_only = {}, {}
-    for dataset, name in names.items():
-        for variant, stage, label in llm_runs(profile, dataset):
-            if stage == 2:
-                grid = full if len(evaluations_for(stage, variant, profile, dataset)) > 1 else main_only
-                grid.setdefault(name, []).append(f"“{label}”")
-    text = "Stage-1 models, an intermediate step, are evaluated on the main row only (sequential task, seen template)"
-    if not main_only:
-        return ("Final models (stage 2 and the baselines) are evaluated on both tasks with the first training "
-                f"template and the held-out one, on every dataset. {text}.")
-
-    def listed(models):
-        return "; ".join(f"{name}'s {' and '.join(labels)}" for name, labels in models.items()) or "none"
-
-    return (f"Under the {profile.name} profile's {profile.evaluation_grid} evaluation grid, these final models are "
-            f"evaluated on both tasks with the first training template and the held-out one: {listed(full)}. These on "
-            f"the main row only (sequential task, seen template): {listed(main_only)}. The gpu profile evaluates "
-            f"every final model on both. {text}.")
+    return [(name, label) for dataset, name in names.items() for variant, stage, label in llm_runs(profile, dataset)
+            if stage == 2 and len(evaluations_for(stage, variant, profile, dataset)) == 1]
 
 
 # --------------------------------------------------------------------------- paired comparisons
@@ -462,24 +431,25 @@ S2_VS_S1, S2_VS_NOCF, S1_VS_NOCF = "stage 2 - stage 1", "stage 2 - no CF embeddi
 S2_VS_WALS = "stage 2 - WALS"
 # with a late-fusion weight (Profile.cf_weight), also these two
 FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
-def against_target(value: float, target: float, target_name: str = "it", digits: int = 4) -> str:
-    """How a number stands against a target, in words, at the precision the book prints.
 
-    ``"exceeds it by 0.0082"``, ``"falls short of it by 0.0041"``, or
-    ``"equals it at 4 decimals (0.0807)"`` when the two print the same (a gap of ``0.0000``
-    says nothing). The gap is that of the printed values, so it adds up with what the reader sees.
+
+def side_of_target(value: float, target: float, digits: int = 4) -> dict:
+    """Which side of a target a number lies, at the precision the book prints.
+
+    Returns:
+        ``{"side", "gap"}``: ``side`` is ``"above"``, ``"below"`` or ``"level with"`` (the two
+        print the same: a gap of ``0.0000`` says nothing); ``gap`` is the distance of the
+        printed values, so it adds up with what the reader sees.
 
     Raises:
-        ValueError: ``value`` or ``target`` is NaN (a row that was not measured has no verdict).
+        ValueError: ``value`` or ``target`` is NaN (a row that was not measured has no side).
     """
     if math.isnan(value) or math.isnan(target):
-        raise ValueError(f"against_target({value}, {target}): a NaN has no verdict; "
-                         "phrase the sentence without the missing row instead.")
+        raise ValueError(f"side_of_target({value}, {target}): a NaN has no side; "
+                         "leave the missing row out instead.")
     shown, goal = round(value, digits), round(target, digits)
-    if shown == goal:
-        return f"equals {target_name} at {digits} decimals ({shown:.{digits}f})"
-    verb = "exceeds" if shown > goal else "falls short of"
-    return f"{verb} {target_name} by {abs(shown - goal):.{digits}f}"
+    side = "level with" if shown == goal else ("above" if shown > goal else "below")
+    return {"side": side, "gap": round(abs(shown - goal), digits)}
 
 
 PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
@@ -518,19 +488,14 @@ def paired_table(results: dict[str, dict], names: dict[str, str] | None = None):
                                           "users", "interval"])
 
 
-def paired_sentence(entry: dict | None) -> str:
-    """One paired comparison in words: the interval of the difference and where it lies."""
-    if entry is None:
-        return "not computed in this build"
-    lo, hi = entry["ci95"]
-    return (f"the paired 95% interval of the HR@10 difference is [{lo:+.4f}, {hi:+.4f}] "
-            f"(mean {entry['difference']:+.4f} over {entry['users']:,} users): {PAIRED_WORDS[entry['verdict']]}")
+NOT_COMPUTED = "not computed in this build"
 
 
-def paired_sentences(results: dict[str, dict], names: dict[str, str], comparison: str, rule: str = "unmasked") -> str:
-    """:func:`paired_sentence` of one comparison on every dataset of the build, joined."""
-    return "; ".join(f"on {names.get(d, d)}, {paired_sentence(find_paired(r.get('paired'), comparison, rule))}"
-                     for d, r in results.items())
+def paired_words(entry: dict | None) -> str:
+    """Where one paired comparison's interval lies, in the words the book prints (``"above
+    zero"``, ``"below zero"``, ``"not separated from zero"``), or :data:`NOT_COMPUTED` for an
+    entry the build has not (``None``: a comparison with a row the profile does not make)."""
+    return NOT_COMPUTED if entry is None else PAIRED_WORDS[entry["verdict"]]
 
 
 # --------------------------------------------------------------------------- the paper's comparison
@@ -588,7 +553,7 @@ def intervals_overlap(a, b) -> bool | None:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
-def sasrec_claim(result: dict, display_name: str | None = None) -> dict:
+def sasrec_claim(result: dict) -> dict:
     """Does "stage 2 beats SASRec" hold on one dataset of this build?
 
     It holds when stage 2's HR@10 is above SASRec's and their bootstrap 95% intervals do not
@@ -598,12 +563,10 @@ def sasrec_claim(result: dict, display_name: str | None = None) -> dict:
 
     Args:
         result: A ``results.json`` dictionary.
-        display_name: The dataset's name in the sentence.
 
     Returns:
-        ``{"unmasked": {...}, "masked": {...}, "verdict", "sentence"}``; each rule holds
-        ``stage2``, ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and ``overlap``;
-        ``sentence`` is capitalised, without a final full stop (the chapter joins datasets).
+        ``{"unmasked": {...}, "masked": {...}, "verdict"}``; each rule holds ``stage2``,
+        ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and ``overlap``.
     """
     s2, sas = find_row(result["rows"], ITEM_TOKEN, 2), classic_row(result["rows"], SASREC_LABEL)
     out = {}
@@ -620,16 +583,30 @@ def sasrec_claim(result: dict, display_name: str | None = None) -> dict:
     else:
         out["verdict"] = "is not shown (stage 2 is above, but the intervals overlap)"
 
-    def overlap_words(r):
-        return {True: "overlap", False: "do not overlap", None: "are not recorded"}[r["overlap"]]
-
-    m = out["masked"]
-    out["sentence"] = (
-        f"On {display_name or result['dataset']}, stage 2's HR@10 is {u['stage2']:.4f} against SASRec's "
-        f"{u['sasrec']:.4f} (difference {u['difference']:+.4f}; the 95% intervals {ci_text(u['stage2_ci95'], 4)} and "
-        f"{ci_text(u['sasrec_ci95'], 4)} {overlap_words(u)}), so “beats SASRec” {out['verdict']} here; "
-        f"with history masked the difference is {m['difference']:+.4f} (intervals {overlap_words(m)})")
     return out
+
+
+OVERLAP_WORDS = {True: "overlap", False: "do not overlap", None: "not recorded"}
+
+
+def claim_table(claims: dict[str, dict], names: dict[str, str] | None = None):
+    """:func:`sasrec_claim` of every dataset as a table: stage 2 - SASRec under both rules,
+    whether the two 95% intervals overlap, and the verdict on "beats SASRec".
+
+    Args:
+        claims: ``{dataset: sasrec_claim(...)}``.
+        names: ``{dataset: display name}`` (default: the keys).
+    """
+    import pandas as pd
+
+    records = []
+    for dataset, claim in claims.items():
+        u, m = claim["unmasked"], claim["masked"]
+        records.append({"dataset": (names or {}).get(dataset, dataset), "stage 2 - SASRec": u["difference"],
+                        "intervals": OVERLAP_WORDS[u["overlap"]], "“beats SASRec”": claim["verdict"],
+                        "masked: stage 2 - SASRec": m["difference"], "masked intervals": OVERLAP_WORDS[m["overlap"]]})
+    return pd.DataFrame(records, columns=["dataset", "stage 2 - SASRec", "intervals", "“beats SASRec”",
+                                          "masked: stage 2 - SASRec", "masked intervals"])
 
 
 # --------------------------------------------------------------------------- SASRec against published runs
@@ -679,42 +656,6 @@ def sasrec_published_table(results: dict[str, dict], reference: list[dict], name
                                           "our HR@10 masked", "our 95% CI", "published number"])
 
 
-def sasrec_published_sentence(result: dict, references: list[dict], display_name: str | None = None,
-                              loss: str = "ce", max_epochs: int | None = None, patience: int | None = None) -> str:
-    """:func:`sasrec_published` of one dataset in words (capitalised, no final full stop: the
-    chapter joins datasets with ``". "``); where a published number falls outside our interval,
-    the sentences name the recorded facts that bear on it (the loss, the epoch early stopping
-    kept, the epochs run).
-
-    Args:
-        result: A ``results.json`` dictionary.
-        references: :func:`llmrec_lite.book.reference_results`.
-        display_name: The dataset's name in the sentence.
-        loss: Our SASRec's loss (``SASRecConfig.loss``: ``"ce"`` or ``"bce"``).
-        max_epochs, patience: Its epoch bound and early-stopping patience.
-    """
-    name = display_name or result["dataset"]
-    checks = sasrec_published(result, references)
-    if not checks:
-        return f"On {name}, no published SASRec number under the masked rule is recorded"
-    row = classic_row(result["rows"], SASREC_LABEL)
-    parts = [f"{c['model']} reports {c['published']:.4f}, "
-             + ("with no interval of ours to compare" if c["where"] is None else f"{c['where']} it") for c in checks]
-    text = (f"On {name}, our SASRec's masked HR@10 is {row['hr@10_masked']:.4f} "
-            f"(95% interval {ci_text(row.get('hr@10_masked_ci95'), 4)}); " + "; ".join(parts))
-    if all(c["where"] in ("inside", None) for c in checks):
-        return text + ". Inside our interval, the published runs do not differ from ours beyond noise"
-    ours = ("full-softmax cross-entropy over the catalogue, where the published runs use the binary loss with one "
-            "sampled negative" if loss == "ce" else "the published runs' binary loss with one sampled negative")
-    stopped = row.get("epochs_run")
-    if max_epochs is not None and stopped is not None and stopped >= max_epochs:
-        bound = f", the bound of {max_epochs}, so training may have stopped before it converged"
-    else:
-        bound = "" if patience is None else f" (it stops after {patience} epochs without a better validation HR@10)"
-    return (text + f". Outside our interval, the gap is more than noise; the recorded facts that bear on it: our loss "
-            f"is {ours}; early stopping kept epoch {row.get('best_epoch')} after {stopped} epochs run{bound}")
-
-
 def sasrec_curve_figure(results: dict[str, dict], names: dict[str, str] | None = None):
     """SASRec's validation HR@10 per epoch on every dataset (from its row's ``curve``), the
     epoch early stopping kept marked.
@@ -742,11 +683,13 @@ def sasrec_curve_figure(results: dict[str, dict], names: dict[str, str] | None =
     return fig
 
 
-def sasrec_runs_sentence(results: dict[str, dict], names: dict[str, str] | None = None) -> str:
-    """How long SASRec trained on each dataset: epoch kept, epochs run, minutes."""
-    parts = []
+def sasrec_runs_table(results: dict[str, dict], names: dict[str, str] | None = None):
+    """How long SASRec trained on each dataset: the epoch early stopping kept, the epochs run, minutes."""
+    import pandas as pd
+
+    records = []
     for dataset, result in results.items():
         row = classic_row(result["rows"], SASREC_LABEL)
-        parts.append(f"on {(names or {}).get(dataset, dataset)}, epoch {row.get('best_epoch')} kept of "
-                     f"{row.get('epochs_run')} run, {row.get('train_seconds', 0.0) / 60:.1f} minutes")
-    return "; ".join(parts)
+        records.append({"dataset": (names or {}).get(dataset, dataset), "epoch kept": row.get("best_epoch"),
+                        "epochs run": row.get("epochs_run"), "minutes": row.get("train_seconds", 0.0) / 60})
+    return pd.DataFrame(records, columns=["dataset", "epoch kept", "epochs run", "minutes"])

@@ -19,21 +19,31 @@ or backbone.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+import json
 from pathlib import Path
+import shutil
 from types import SimpleNamespace
 
 import torch
 
+from llmrec_lite import registry
+from llmrec_lite.backbone import BackboneSettings, load_backbone
+from llmrec_lite.batching import epoch_batches, validation_batches
 from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_final_into, read_json, save_final
+from llmrec_lite.data import load_dataset
+from llmrec_lite.device import resolve_device
 from llmrec_lite.fileio import write_json
+from llmrec_lite.fusion import FusionModel
+from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import PromptEncoder
+from llmrec_lite.recommend import recommend
 from llmrec_lite.settings import TrainSettings
+from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.train import fit, process_state, read_log_file, summarize
 from llmrec_lite.variants import Variant, check_stage
+from llmrec_lite.wals import WALS, WALSConfig, user_vectors
 
 
 class FinishedWorkError(FileExistsError):
@@ -43,7 +53,6 @@ class FinishedWorkError(FileExistsError):
 @dataclass
 class Trained:
     """A trained fusion model with everything needed to use it as it was trained.
-
     Attributes:
         model: The :class:`~llmrec_lite.fusion.FusionModel` (in eval mode).
         settings: Its stage's :class:`~llmrec_lite.train.TrainSettings`.
@@ -53,7 +62,6 @@ class Trained:
             ``targets`` (``None``: the fitted ones); :meth:`Run.load` passes the run's
             :meth:`Run.eval_user_factors`, so ``recommend`` ranks as the results do.
     """
-
     model: object
     settings: TrainSettings
     encoder: PromptEncoder
@@ -66,8 +74,6 @@ class Trained:
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True, **kwargs):
         """Top-``k`` item ids per user (see :func:`llmrec_lite.recommend.recommend`)."""
-        from llmrec_lite.recommend import recommend
-
         return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
 
 
@@ -79,7 +85,6 @@ def projector_overrides(profile) -> dict:
 
 class Run:
     """A run directory for one dataset under one profile (build it with :meth:`open`).
-
     Attributes:
         out: The run directory.
         profile: The :class:`~llmrec_lite.profiles.Profile` new stages are configured from.
@@ -92,7 +97,6 @@ class Run:
             is the real validation target, as far from its training as the real test target
             is from the real training: the tuning record scores settings there.
     """
-
     def __init__(self, out, profile, data, split, wals, backbone, steps_back: int = 0):
         self.out = Path(out)
         self.profile = profile
@@ -114,8 +118,6 @@ class Run:
         Raises:
             ValueError: An unknown ``eval_user_vectors`` or ``targets``.
         """
-        from llmrec_lite.wals import user_vectors
-
         key = (self.profile.eval_user_vectors, targets)
         if key not in self._eval_vectors:
             self._eval_vectors[key] = user_vectors(key[0], self.wals, self.split, targets)
@@ -136,7 +138,6 @@ class Run:
     def open(cls, profile, dataset: str | None, out, data_dir=None, path=None, show_progress: bool = True,
              backbone=None, display_name: str | None = None, steps_back: int = 0) -> "Run":
         """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone.
-
         Args:
             profile: The profile new stages are configured from.
             dataset: A registered dataset, or ``None`` with ``path``.
@@ -150,11 +151,6 @@ class Run:
         Raises:
             CheckpointMismatchError: ``out`` holds factors fitted on another file or with other settings.
         """
-        from llmrec_lite.backbone import BackboneSettings, load_backbone
-        from llmrec_lite.data import load_dataset
-        from llmrec_lite.device import resolve_device
-        from llmrec_lite.split import LeaveOneOutSplit
-
         data = load_dataset(dataset, path=path, indexing=profile.indexing, seed=profile.seed, data_dir=data_dir,
                             display_name=display_name)
         split = LeaveOneOutSplit.from_data(data).earlier(steps_back)
@@ -241,8 +237,6 @@ class Run:
 
     def build_model(self, settings: TrainSettings, projector_config: dict | None = None):
         """A fresh :class:`~llmrec_lite.fusion.FusionModel`; stage 2 starts from stage 1's trained tensors."""
-        from llmrec_lite.fusion import FusionModel
-
         torch.manual_seed(settings.seed + settings.stage)
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings,
@@ -267,7 +261,6 @@ class Run:
     def train(self, settings: TrainSettings, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
               stop_after_steps: int | None = None) -> dict:
         """Trains one stage into ``out/<variant>/stage<k>``; returns (and saves) its result.
-
         Finished work is never replaced silently: a finished stage is reused when ``resume``
         is set and its settings are the same, and replaced only with ``overwrite``.
 
@@ -321,7 +314,6 @@ class Run:
 
         model = self.build_model(settings)
         encoder = self.encoder(settings.use_embeddings, settings.max_history)
-        from llmrec_lite.batching import epoch_batches, validation_batches
 
         epochs = [epoch_batches(encoder, settings, e) for e in range(settings.epochs)]
         val = validation_batches(encoder, settings)
@@ -347,7 +339,6 @@ class Run:
 
     def ensure(self, settings: TrainSettings, show_progress: bool = True) -> dict:
         """The result of a finished stage with exactly these settings, training it if needed.
-
         Chapters call this so that a later chapter reuses what an earlier one trained in the
         same build (the book's ``make`` target starts from an empty run directory).
         """
@@ -365,8 +356,6 @@ class Run:
             FileNotFoundError: the stage has not finished in this run.
             CheckpointMismatchError: the saved stage used other WALS factors, data or backbone.
         """
-        from llmrec_lite.fusion import FusionModel
-
         variant = Variant.parse(variant)
         folder = self.stage_dir(variant, stage)
         if not (folder / "final" / "result.json").exists():
@@ -403,8 +392,6 @@ def head_settings(settings: TrainSettings) -> dict:
 
 def data_identity(data) -> dict:
     """What a run records about its data: enough to refuse another file and to reopen this one."""
-    from llmrec_lite import registry
-
     return {"name": data.name, "display_name": data.display_name, "sha256": data.sha256,
             "registered": data.name in registry.DATASETS and Path(data.source).parent.name == data.name,
             "source": data.source}
@@ -417,12 +404,9 @@ def _changed(saved: dict | None, config: dict) -> list[str]:
 
 def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_back: int = 0):
     """Fits WALS on the training interactions once per run directory; later stages reuse it.
-
     ``steps_back`` is the shift of a tuning run's split (see :class:`Run`); factors fitted
     on another shift are refused.
     """
-    from llmrec_lite.wals import WALS, WALSConfig
-
     folder = Path(folder)
     config = WALSConfig.from_profile(profile)
     data = split.data
@@ -459,12 +443,9 @@ def wals_metadata(data, **extra) -> dict:
 def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None = None, stage: int | None = None,
                show_progress: bool = True) -> Run:
     """Reopens a run directory with the profile and dataset it was trained with.
-
     The profile and dataset are read from a finished stage's ``config.json`` (the one named,
     else any) or, for a run holding only WALS factors, from ``wals/wals.json``.
     """
-    from llmrec_lite.profiles import get_profile
-
     run_dir = Path(run_dir)
     if variant is not None and stage is not None:
         candidates = [run_dir / Variant.parse(variant).name / f"stage{stage}" / "config.json"]

@@ -20,16 +20,20 @@ each with pre-layer-norm, dropout and a residual connection.
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import asdict, dataclass, field
+import math
+from pathlib import Path
+import time
 
 import numpy as np
+from safetensors.torch import save_file
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from llmrec_lite.checkpoints import load_tensors, read_json
+from llmrec_lite.fileio import atomic_path, write_json
 from llmrec_lite.metrics import DEFAULT_KS, evaluate_scorer
 from llmrec_lite.profiles import Profile
 
@@ -40,7 +44,6 @@ LOSSES = ("ce", "bce")
 @dataclass
 class SASRecConfig:
     """Hyper-parameters of SASRec (the published recipe's values by default).
-
     Attributes:
         hidden: Embedding and model width (64).
         blocks: Transformer blocks (2).
@@ -60,7 +63,6 @@ class SASRecConfig:
         seed: Seed of initialisation, batching and negative sampling.
         device: ``"cpu"`` or ``"cuda"``.
     """
-
     hidden: int = 64
     blocks: int = 2
     heads: int = 1
@@ -103,7 +105,6 @@ class Block(nn.Module):
     """Causal self-attention, then a position-wise feed-forward network; each sub-layer adds its
     (dropped-out) output to its input and layer-normalises the sum, as the SASRec code the
     published numbers on these files come from (S3-Rec, BSARec) does."""
-
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
@@ -120,12 +121,10 @@ class Block(nn.Module):
 
 class SASRec(nn.Module):
     """Item and position embeddings, ``blocks`` transformer blocks, scores against the item embeddings.
-
     Args:
         num_items: Catalogue size (item indices ``0 .. num_items - 1``).
         config: The hyper-parameters.
     """
-
     def __init__(self, num_items: int, config: SASRecConfig):
         super().__init__()
         self.num_items = num_items
@@ -186,7 +185,6 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 def training_pairs(train_parts: list[np.ndarray], max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and next-item targets of every training part: ``part[:-1] -> part[1:]``.
-
     Only items of the training parts appear (``split.train``, i.e. ``seq[:-2]``): no
     validation or test target is ever an input or a target here. Returns two left-padded
     ``(users, max_length)`` arrays of ``index + 1`` (0 where nothing is to be predicted).
@@ -219,7 +217,6 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 @dataclass
 class SASRecResult:
     """What a fit did: the validation curve, the chosen epoch and the time it took."""
-
     curve: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_hr10: float = 0.0
@@ -250,7 +247,6 @@ def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, loss: str,
 def fit_sasrec(split, config: SASRecConfig | None = None, show_progress: bool = True,
                valid_users: np.ndarray | None = None) -> tuple[SASRec, SASRecResult]:
     """Trains SASRec on the training parts, with early stopping on validation HR@10.
-
     Args:
         split: The leave-one-out split.
         config: Hyper-parameters (default: :class:`SASRecConfig`).
@@ -320,12 +316,6 @@ def evaluate_sasrec(model: SASRec, split, users=None, targets: str = "test", ks=
 
 def save_sasrec(model: SASRec, record: SASRecResult, folder) -> None:
     """Writes ``sasrec.safetensors`` and ``sasrec.json`` (config, item count, training record) atomically."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from llmrec_lite.fileio import atomic_path, write_json
-
     folder = Path(folder)
     with atomic_path(folder / "sasrec.safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -335,10 +325,6 @@ def save_sasrec(model: SASRec, record: SASRecResult, folder) -> None:
 
 def load_sasrec(folder) -> tuple[SASRec, SASRecResult]:
     """Reads what :func:`save_sasrec` wrote."""
-    from pathlib import Path
-
-    from llmrec_lite.checkpoints import load_tensors, read_json
-
     folder = Path(folder)
     info = read_json(folder / "sasrec.json")
     model = SASRec(info["num_items"], SASRecConfig(**info["config"]))

@@ -8,13 +8,30 @@ batching (:mod:`llmrec_lite.batching`) read, and what a run writes into each sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
+from llmrec_lite.device import resolve_bf16
 from llmrec_lite.profiles import Profile
 from llmrec_lite.templates import TASKS
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
 
 USER_VECTORS = ("fitted", "prefix")  # see TrainSettings.user_vectors
+ITEM_LOGITS = ("dot", "cosine")  # see TrainSettings.item_logit
+
+# TrainSettings fields a profile names differently (every other shared field has the same name)
+PROFILE_NAMES = {"bf16": "train_bf16"}
+
+
+def check_item_logit(item_logit: str, logit_temperature: float, dense_weight: float) -> None:
+    """Refuses item-token head settings that cannot train, naming the fix."""
+    if item_logit not in ITEM_LOGITS:
+        raise ValueError(f"Unknown item_logit {item_logit!r}; choose one of {ITEM_LOGITS}.")
+    if not logit_temperature > 0:
+        raise ValueError(f"logit_temperature={logit_temperature!r}: the temperature of cosine logits must be positive.")
+    if not 0 <= dense_weight < 1:
+        raise ValueError(f"dense_weight={dense_weight!r}: it is the dense loss's share, in [0, 1) "
+                         "(the answer position must keep some weight).")
 
 
 @dataclass
@@ -115,8 +132,6 @@ class TrainSettings:
             value = getattr(self, field)
             if value is not None and not value > 0:
                 raise ValueError(f"Invalid training setting {field}={value!r}: it must be positive.")
-        from llmrec_lite.fusion import check_item_logit
-
         check_item_logit(self.item_logit, self.logit_temperature, self.dense_weight)
         if self.user_vectors not in USER_VECTORS:
             raise ValueError(f"Invalid training setting user_vectors={self.user_vectors!r}: choose one of "
@@ -125,8 +140,6 @@ class TrainSettings:
             # stage 1 trains no LoRA, so its rate is moot: recorded as None, two stage-1 runs
             # that differ only there are the same run (and a finished one is reused)
             self.lora_lr = None
-        from llmrec_lite.device import resolve_bf16
-
         # "auto" becomes what this machine runs, so a run's config records its real precision
         # (from_profile resolves it for the profile's device first; here "auto" means any device)
         self.bf16 = resolve_bf16(self.bf16)
@@ -142,8 +155,6 @@ class TrainSettings:
         free embeddings), so its stage 2 gets both stages' prompts: every variant spends the
         same total budget.
         """
-        from llmrec_lite.device import resolve_bf16
-
         variant = Variant.parse(variant)
         check_stage(stage)
         budget = profile.item_token_samples if variant.output == "item-token" else profile.text_id_samples
@@ -153,18 +164,11 @@ class TrainSettings:
                 samples = budget[0] + budget[1]
             elif samples is None:  # counts from the share of training prefixes: twice the share
                 ratio = min(1.0, 2 * profile.sample_ratio)
-        base = dict(stage=stage, output=variant.output, use_embeddings=variant.use_embeddings,
-                    samples_per_task=samples, sample_ratio=ratio, epochs=profile.epochs,
-                    batch_size=profile.batch_size, lr=profile.lr, weight_decay=profile.weight_decay,
-                    warmup_ratio=profile.warmup_ratio, bf16=resolve_bf16(profile.train_bf16, profile.device),
-                    val_users=profile.val_users,
-                    eval_every=profile.eval_every, checkpoint_every=profile.checkpoint_every,
-                    max_history=profile.max_history, lora_lr=profile.lora_lr, projector_lr=profile.projector_lr,
-                    item_logit=profile.item_logit, logit_temperature=profile.logit_temperature,
-                    dense_weight=profile.dense_weight, history_bias=profile.history_bias,
-                    readout=profile.readout, cf_term=profile.cf_term, known_bias=profile.known_bias,
-                    user_vectors=profile.user_vectors,
-                    seed=profile.seed)
+        # every setting the profile has, under its own name or the one PROFILE_NAMES gives
+        base = {f.name: getattr(profile, PROFILE_NAMES.get(f.name, f.name)) for f in fields(cls)
+                if hasattr(profile, PROFILE_NAMES.get(f.name, f.name))}
+        base.update(stage=stage, output=variant.output, use_embeddings=variant.use_embeddings,
+                    samples_per_task=samples, sample_ratio=ratio, bf16=resolve_bf16(profile.train_bf16, profile.device))
         base.update(overrides)
         return cls(**base)
 
@@ -174,6 +178,26 @@ class TrainSettings:
 
     def total_steps(self, num_train_samples: int) -> int:
         """Optimizer steps this stage takes on a split with ``num_train_samples`` training prefixes."""
-        from llmrec_lite.batching import training_steps
-
         return training_steps(self, num_train_samples)
+
+
+def prompts_per_task(settings: TrainSettings, num_train_samples: int) -> int:
+    """Training prompts per task and epoch: the settings' count, or ``sample_ratio`` of all
+    training prefixes when the count is ``None`` (OpenP5 samples 20 %)."""
+    if settings.samples_per_task is not None:
+        return int(min(settings.samples_per_task, num_train_samples))
+    return max(1, int(settings.sample_ratio * num_train_samples))
+
+
+def training_steps(settings: TrainSettings, num_train_samples: int, num_processes: int = 1) -> int:
+    """Optimizer steps of a stage: tasks x batches per task, per epoch, over gradient accumulation
+    (and over processes: with ``accelerate launch`` each step takes one batch per process).
+
+    Args:
+        settings: The stage's :class:`TrainSettings`.
+        num_train_samples: Training prefixes of the split (``split.num_train_samples``).
+        num_processes: Processes training together.
+    """
+    per_task = math.ceil(prompts_per_task(settings, num_train_samples) / settings.batch_size)
+    per_process = math.ceil(len(settings.tasks) * per_task / num_processes)
+    return math.ceil(per_process / settings.grad_accum) * settings.epochs

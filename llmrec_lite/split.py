@@ -1,4 +1,4 @@
-"""The leave-one-out split (OpenP5's protocol, PROTOCOL.md section 2).
+"""The leave-one-out split (OpenP5's protocol).
 
 For a user with chronological items ``seq``:
 

@@ -16,9 +16,9 @@ from pathlib import Path
 GLUE_PREFIX = "application/papermill.record/"
 
 
-def glued_values(nb) -> dict:
-    """``{name: value}`` of every ``glue(...)`` call in an executed notebook (plain-text form parsed)."""
-    values = {}
+def glued_plain(nb) -> dict:
+    """``{name: text/plain}`` of every ``glue(...)`` call in an executed notebook, as MyST-NB pastes it."""
+    plain = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -27,11 +27,18 @@ def glued_values(nb) -> dict:
             if name is None:
                 continue
             data = output.get("data", {})
-            text = data.get(GLUE_PREFIX + "text/plain", data.get("text/plain"))
-            try:
-                values[name] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                values[name] = text
+            plain[name] = data.get(GLUE_PREFIX + "text/plain", data.get("text/plain"))
+    return plain
+
+
+def glued_values(nb) -> dict:
+    """``{name: value}`` of every ``glue(...)`` call in an executed notebook (plain-text form parsed)."""
+    values = {}
+    for name, text in glued_plain(nb).items():
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = text
     return values
 
 
@@ -118,37 +125,47 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert close(glued[name], value), name
     if (TEXT_ID, 2) in present:
         t2 = hr10(TEXT_ID, 2)
-        assert close(glued["tid_s2"], t2) and f"{t2:.4f}" in glued["tid_sentence"]
+        assert glued["tid_s2"] == f"{t2:.4f}"
     if (TEXT_ID, 2) in present and (TEXT_ID_TEXT, 2) in present:
         tbase = hr10(TEXT_ID_TEXT, 2)
-        assert close(glued["tid_base"], tbase)
+        assert glued["tid_base"] == f"{tbase:.4f}"
         assert glued["cf_helps_text"] == ("above" if t2 > tbase else "not above")
-        assert f"{glued['cf_helps_text']} its no-embedding baseline ({tbase:.4f})" in glued["tid_sentence"]
-    else:  # a lean grid: the sentence says the baseline is not in this build, and compares with nothing
-        assert "tid_base" not in glued and "no no-embedding baseline" in glued["tid_sentence"]
-    assert glued["tid_sentence"] == R.text_id_sentence(rows, "smoke")
-    assert glued["grid_note"] == R.grid_sentence(profile, {data.name: data.display_name})
+    else:  # a lean grid: the prose says the baseline is not in this build, and compares with nothing
+        assert glued["tid_base"] == "not trained under this profile" and glued["cf_helps_text"] == "not compared with"
+    # the evaluation grid: the smoke profile's full grid evaluates every final model on both tasks and templates
+    assert glued["grid_name"] == profile.evaluation_grid == "full"
+    assert glued["grid_main_only"] == len(R.main_row_only(profile, {data.name: data.display_name})) == 0
     pop = next(r["hr@10"] for r in rows if r["variant"] == "classic" and r["model"] == "popularity")
     assert close(glued["pop"], pop) and is_rate(glued["pop"])
     target = next(r["hr@10"] for r in reference_results(data.name) if r["model"] == "Llama-Embed-Stage-2 (paper)")
     assert close(glued["paper_target"], target)
     assert glued["order_holds"] == ("holds" if s2 > s1 > base else "does not hold")
-    # the verdict names the side of the target and the gap, from the same row
-    assert glued["target_verdict"] == R.against_target(s2, target, "the paper's number")
-    assert glued["target_verdict"].startswith("exceeds" if round(s2, 4) > round(target, 4) else
-                                              "falls short of" if round(s2, 4) < round(target, 4) else "equals")
+    # the side of the target and the gap at the printed precision, from the same row
+    def side(value, goal):
+        shown, aim = round(value, 4), round(goal, 4)
+        return ("above" if shown > aim else "below" if shown < aim else "level with"), abs(shown - aim)
+
+    assert glued["target_side"] == side(s2, target)[0] and close(glued["target_gap"], side(s2, target)[1], 1e-9)
     best_masked = max((r for r in reference_results(data.name) if r["rule"] == "masked"), key=lambda r: r["hr@10"])
-    assert glued["masked_verdict"] == R.against_target(R.find_row(rows, ITEM_TOKEN, 2)["hr@10_masked"], best_masked["hr@10"])
+    assert glued["best_masked"] == best_masked["hr@10"] and glued["best_masked_model"] == best_masked["model"]
+    s2_masked = R.find_row(rows, ITEM_TOKEN, 2)["hr@10_masked"]
+    assert close(glued["it_s2_masked"], s2_masked)
+    masked_side, masked_gap = side(s2_masked, best_masked["hr@10"])
+    assert glued["masked_side"] == masked_side and close(glued["masked_gap"], masked_gap, 1e-9)
     fused = R.fusion_row(rows)
+    assert glued["fusion_weight"] == profile.cf_weight
     if profile.cf_weight > 0:  # the smoke profile fuses, so the row is there
-        assert fused is not None and close(glued["fused_hr10"], fused["hr@10"])
-        assert f"fuses at weight {profile.cf_weight:g}," in glued["fusion_sentence"]
-        paper_name, published_name = f"the paper's {target:.4f}", f"{best_masked['model']}'s {best_masked['hr@10']:.4f}"
-        assert R.against_target(fused["hr@10"], target, paper_name) in glued["fused_numbers"]
-        assert R.against_target(fused["hr@10_masked"], best_masked["hr@10"], published_name) in glued["fused_numbers"]
+        assert fused is not None and glued["fused_rows"] == "a"
+        assert close(glued["fused_hr10"], fused["hr@10"]) and close(glued["fused_hr10_masked"], fused["hr@10_masked"])
+        assert glued["fused_side"] == side(fused["hr@10"], target)[0]
+        assert glued["fused_masked_side"] == side(fused["hr@10_masked"], best_masked["hr@10"])[0]
     else:  # a profile whose fusion record chose the model alone: no row, and no number said of one
-        assert fused is None and "fused_hr10" not in glued
-        assert glued["fused_numbers"].startswith("Without that row") and "weight is 0 (cf_weight)" in glued["fusion_sentence"]
+        assert fused is None and "fused_hr10" not in glued and glued["fused_rows"] == "no"
+    for glue_name, comparison, rule in (("paired_fused_s2", R.FUSED_VS_S2, "unmasked"),
+                                        ("paired_fused_s2_masked", R.FUSED_VS_S2, "masked"),
+                                        ("paired_fused_wals_masked", R.FUSED_VS_WALS, "masked")):
+        assert glued[glue_name] == R.paired_words(R.find_paired(result["paired"], comparison, rule)), glue_name
+        assert (glued[glue_name] == "not computed in this build") == (fused is None), glue_name
 
     # validation against test: the test-target points are the rows; the verdict follows the numbers
     assert close(glued["dist_s2_test"], s2) and close(glued["dist_s1_test"], s1)
@@ -182,17 +199,21 @@ def check_07_results(glued: dict, run_root: Path) -> None:
             assert lo <= entry["difference"] <= hi
             expected = "above" if lo > 0 else ("below" if hi < 0 else "not separated")
             assert entry["verdict"] == again["verdict"] == expected
+        # the main dataset's unmasked entry, as the prose reads it: its numbers and its verdict words
         entry = R.find_paired(result["paired"], comparison, "unmasked")
-        lo, hi = entry["ci95"]
-        sentence = glued[glue_name]
-        assert f"[{lo:+.4f}, {hi:+.4f}]" in sentence and sentence.endswith(R.PAIRED_WORDS[entry["verdict"]]), sentence
-        assert sentence.startswith(f"on {data.display_name}, ")
-    # stage 2 against the WALS dot product, masked: the glued sentence is the record's entry
+        assert close(glued[f"{glue_name}_diff"], entry["difference"])
+        assert close(glued[f"{glue_name}_lo"], entry["ci95"][0]) and close(glued[f"{glue_name}_hi"], entry["ci95"][1])
+        assert glued[glue_name] == R.PAIRED_WORDS[entry["verdict"]], glue_name
+    assert glued["paired_users"] == len(users)
+    # stage 2 against the WALS dot product, masked: the glued numbers are the results' entry
     entry = R.find_paired(result["paired"], R.S2_VS_WALS, "masked")
     assert entry is not None and entry["users"] == len(users)
     assert close(entry["difference"], float(np.mean(np.array(stage2["other_ranks"]) < 10))
                  - wals_row["hr@10_masked"])
-    assert f"[{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]" in glued["paired_s2_wals_masked"]
+    assert close(glued["paired_s2_wals_masked_diff"], entry["difference"])
+    assert close(glued["paired_s2_wals_masked_lo"], entry["ci95"][0])
+    assert close(glued["paired_s2_wals_masked_hi"], entry["ci95"][1])
+    assert glued["paired_s2_wals_masked"] == R.PAIRED_WORDS[entry["verdict"]]
 
     # SASRec: the row's numbers, recomputed from the saved model on the same users
     from llmrec_lite.sasrec import evaluate_sasrec, load_sasrec
@@ -207,19 +228,22 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert sasrec_row["epochs_run"] == record.epochs_run == len(sasrec_row["curve"])  # validated every epoch
     assert sasrec_row["best_epoch"] in [c["epoch"] for c in sasrec_row["curve"]]
     assert close(glued["sasrec_minutes"], record.seconds / 60)
-    assert f"epoch {record.best_epoch} kept of {record.epochs_run} run, {record.seconds / 60:.1f} minutes" \
-        in glued["sasrec_runs"]
+    runs_table = R.sasrec_runs_table({data.name: result})
+    assert runs_table[["epoch kept", "epochs run"]].values.tolist() == [[record.best_epoch, record.epochs_run]]
+    assert close(runs_table["minutes"].iloc[0], record.seconds / 60)
+    from llmrec_lite.sasrec import SASRecConfig
+
+    config = SASRecConfig.from_profile(profile, data.name)
+    assert (glued["sasrec_loss"], glued["sasrec_max_epochs"], glued["sasrec_patience"]) == (
+        config.loss, config.max_epochs, config.patience)
     assert glued["sasrec_verdict"] == ("above" if s2 > again["hr@10"] else "not above")
     # against the published same-file SASRec numbers (masked): inside our interval or not, as the interval says
     lo, hi = sasrec_row["hr@10_masked_ci95"]
     published = [r for r in reference_results(data.name) if r["model"].startswith("SASRec") and r["rule"] == "masked"]
     assert published, "S3-Rec's and BSARec's SASRec on the same file"
-    for ref in published:
-        where = "inside" if lo <= ref["hr@10"] <= hi else ("above" if ref["hr@10"] > hi else "below")
-        assert f"{ref['model']} reports {ref['hr@10']:.4f}, {where} it" in glued["sasrec_published"], ref["model"]
-    if any(not lo <= ref["hr@10"] <= hi for ref in published):  # outside: the prose points to the evidence
-        for piece in ("loss", f"kept epoch {record.best_epoch}", f"after {record.epochs_run} epochs run"):
-            assert piece in glued["sasrec_published"], piece
+    wheres = ["inside" if lo <= ref["hr@10"] <= hi else ("above" if ref["hr@10"] > hi else "below") for ref in published]
+    assert [c["where"] for c in R.sasrec_published(result, reference_results())] == wheres
+    assert (glued["sasrec_published_inside"], glued["sasrec_published_count"]) == (wheres.count("inside"), len(wheres))
 
     # the paper's comparison side by side: the paper's numbers, our rows, and the verdict from the intervals
     claimed = {r["model"]: r for r in reference_results("beauty") if r["source"] == "paper"}
@@ -245,9 +269,11 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     verdict = glued[f"claim_{data.name}"]
     assert verdict == ("does not hold" if diff <= 0 else "holds" if not overlap else
                        "is not shown (stage 2 is above, but the intervals overlap)")
-    assert f"“beats SASRec” {verdict} here" in glued["paper_claim"]
-    assert f"difference {diff:+.4f}" in glued["paper_claim"]
-    assert ("do not overlap" if not overlap else "overlap") in glued["paper_claim"]
+    # the paper's claim is on Beauty, which the smoke profile does not run: the prose says it is not tested here
+    assert glued["paper_claim"] == (verdict if data.name == R.PAPER_CLAIM_DATASET else "is not tested")
+    claims = R.claim_table({data.name: R.sasrec_claim(result)}, {data.name: data.display_name})
+    assert claims["intervals"].tolist() == ["do not overlap" if not overlap else "overlap"]
+    assert claims["“beats SASRec”"].tolist() == [verdict] and close(claims["stage 2 - SASRec"].iloc[0], diff)
     for r in rows:  # every row's rates, and the stage is the training stage (never a target set)
         assert all(is_rate(r[k]) for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")), r["model"]
         assert r["stage"] in ((None,) if r["variant"] == "classic" else (1, 2)), r["model"]
@@ -270,9 +296,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert glued["openp5_samples"] == 2 * per_task * len(TrainSettings.from_profile(gpu, 1, TEXT_ID).tasks) * gpu.epochs
     assert close(glued["openp5_ratio"], glued["openp5_samples"] / max(glued["text_samples"], 1))
     assert glued["openp5_share"] == gpu.sample_ratio and glued["openp5_epochs"] == gpu.epochs
-    for note, p in ((glued["lr_note"], profile), (glued["openp5_lr_note"], gpu)):
-        assert note.startswith(f"learning rate {p.lr:g}")
-        assert ("LoRA's adapters" in note) == bool(p.lora_lr) and (not p.lora_lr or note.endswith(f"{p.lora_lr:g}"))
+    for key, p in (("", profile), ("openp5_", gpu)):  # LoRA's adapters train at lora_lr where a profile sets one
+        assert glued[f"{key}lr"] == p.lr and glued[f"{key}lora_lr"] == (p.lora_lr or p.lr)
 
     # validation losses: the recorded ones
     val_cf = recorded[(ITEM_TOKEN.name, 2)]["final_val_loss"]
@@ -388,10 +413,16 @@ def check_05_training(glued, run_root):
         assert 0 < glued[key] < 50, key
     gpu = __import__("llmrec_lite.profiles", fromlist=["get_profile"]).get_profile("gpu")
     assert glued["gpu_steps"] == TrainSettings.from_profile(gpu, 1, "item-token").total_steps(split.num_train_samples) > 0
-    assert f"from {split.num_train_samples:,} training prefixes" in glued["prefix_draws"]
-    fitted, valid = float(glued["leak_fitted"]), float(glued["leak_valid"])
-    if fitted != valid:  # glued rounded to 3 places; the verdict reads the unrounded shares
-        assert glued["leak_cue"].startswith("stronger" if fitted > valid else "no stronger")
+    assert glued["prefix_total"] == split.num_train_samples
+    assert (glued["lora_r"], glued["lora_alpha"], glued["lora_dropout"]) == (
+        profile.lora_r, profile.lora_alpha, profile.lora_dropout)
+    assert glued["lora_targets"] == ", ".join(profile.lora_targets)
+    # 5.6: the shifted run's test target is the real validation target, for every user
+    assert glued["far_is_valid"] is True
+    assert (split.earlier(1).test_targets == split.valid_targets).all()
+    # the smoke profile has no distance record: the chapter says so instead of choosing
+    assert glued["far_chosen"] == "none (no record for this profile)"
+    assert glued["far_profile_matches"] == "cannot be compared with" and glued["far_spread"] == "no record"
 
 
 def check_06_evaluation(glued, run_root):
@@ -413,3 +444,54 @@ def check_06_evaluation(glued, run_root):
     repeats = np.mean([int(split.test_targets[u]) in set(split.history(u).tolist()) for u in range(split.num_users)])
     assert close(glued["repeat_share"], repeats)
     assert is_rate(glued["beam_overlap"]) and is_rate(glued["beam_top1"]) and is_rate(glued["eval_hr10_masked"])
+
+
+def check_09_records(glued, run_root):
+    """Chapter 9 on the smoke profile, which has no records: every section says so instead of
+    choosing, and the one number it computes (what a training prompt's user vector knows about
+    its answer) is recomputed from the WALS factors it read. The cpu records themselves are
+    checked by ``tests/test_notebooks.py::test_records_appendix_reads_the_cpu_records``."""
+    from llmrec_lite.baselines import answer_leak
+    from llmrec_lite.wals import WALS
+
+    profile, data, split = _smoke_split()
+    for name in ("tune_chosen", "split_chosen", "far_chosen", "vectors_chosen"):
+        assert glued[name] == "none (no record for this profile)", name
+    for name in ("tune_profile_matches", "split_profile_matches", "vectors_profile_matches"):
+        assert glued[name] == "cannot be compared with", name
+    assert glued["far_pending"] == "all of them" and glued["shift_reading"] == "no record"
+    assert glued["fusion_record_weight"] == "no record" and glued["fusion_profile_weight"] == profile.cf_weight
+    assert glued["seed_above"] == glued["seed_not_separated"] == glued["seed_below"] == "none"
+    assert glued["more_users_missing"] == data.display_name and glued["more_users_beside"] == 0
+    assert (glued["head_logit"], glued["head_dense"]) == (profile.item_logit, profile.dense_weight)
+    assert glued["head_history"] == ("on" if profile.history_bias else "off")
+    assert glued["profile_split"] == f"{profile.item_token_samples[0]} + {profile.item_token_samples[1]}"
+    assert (glued["vectors_read"], glued["vectors_train"]) == (profile.eval_user_vectors, profile.user_vectors)
+    # the answer leak: recomputed from the factors the chapter fitted (or reused) in the run directory
+    wals, _ = WALS.load(Path(run_root) / data.name / "wals")
+    leak = answer_leak(split, wals, samples=2000, seed=profile.seed)
+    assert glued["leak_samples"] == leak["samples"] and glued["leak_dataset"] == data.display_name
+    for key in ("fitted", "prefix", "valid"):
+        assert glued[f"leak_{key}"] == f"{leak[key]:.3f}", key
+    assert glued["leak_cue"] == ("stronger" if leak["fitted"] > leak["valid"] else "no stronger")
+    assert glued["leak_prefix_above"] == ("above" if leak["prefix"] > leak["valid"] else "not above")
+
+
+def prose_glue_problems(markdown: str, plain: dict) -> list[str]:
+    """What would fail to paste in a chapter's prose: every ``{glue:text}`name:spec``` role must
+    name a glued value whose ``text/plain`` form (``plain``) formats with its spec, as MyST-NB
+    formats it (a string under a float spec, say, fails only at build time)."""
+    import re
+
+    from myst_nb.core.variables import format_plain_text
+
+    problems = []
+    for name, spec in re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)(?::([^`]*))?`", markdown):
+        if name not in plain:
+            problems.append(f"{name}: not glued")
+            continue
+        try:
+            format_plain_text(plain[name], spec or "s")
+        except Exception as exc:  # noqa: BLE001 (any failure is a broken paste)
+            problems.append(f"{name}:{spec}: {exc}")
+    return problems

@@ -2,6 +2,9 @@
 typed identities, step counts from one function."""
 
 import ast
+import re
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -109,3 +112,95 @@ def test_text_only_text_id_baseline_gets_both_stages_budget():
         with_cf = sum(training_steps(TrainSettings.from_profile(profile, s, "text-id"), n) for s in (1, 2))
         text_only = training_steps(TrainSettings.from_profile(profile, 2, "text-id-text"), n)
         assert abs(text_only - with_cf) <= 2 * profile.epochs, name  # rounding of one batch per task at most
+
+
+def _package_modules() -> list[str]:
+    return sorted(f"llmrec_lite.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _package_imports(module: str) -> set[str]:
+    """The package modules ``module`` imports, anywhere in its file (module top or inside a function)."""
+    path = PACKAGE / (module.split(".", 1)[1] + ".py")
+    found = set()
+    for name in _imports(path):
+        if name == "llmrec_lite":
+            continue
+        if name.startswith("llmrec_lite."):
+            found.add(".".join(name.split(".")[:2]))
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # ``from llmrec_lite import registry``
+        if isinstance(node, ast.ImportFrom) and node.module == "llmrec_lite":
+            found.update(f"llmrec_lite.{a.name}" for a in node.names)
+    return found - {module}
+
+
+def test_package_imports_have_no_cycle():
+    graph = {m: _package_imports(m) for m in _package_modules()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module, path):
+        state[module] = 1
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_cycle_walk_finds_a_cycle(monkeypatch):
+    """The walk above can fail: a made-up cycle between two modules is reported."""
+    fake = {"llmrec_lite.a": {"llmrec_lite.b"}, "llmrec_lite.b": {"llmrec_lite.a"}}
+    monkeypatch.setattr(__import__(__name__), "_package_modules", lambda: sorted(fake))
+    monkeypatch.setattr(__import__(__name__), "_package_imports", lambda m: fake[m])
+    with pytest.raises(AssertionError, match="import cycle"):
+        test_package_imports_have_no_cycle()
+
+
+def test_package_never_loads_the_lab():
+    """Importing every package module loads no module of lab/ (the records live beside the package)."""
+    code = ("import importlib, sys\n"
+            f"for m in {_package_modules()!r}:\n"
+            "    importlib.import_module(m)\n"
+            "print(sorted(n for n in sys.modules if n == 'lab' or n.startswith('lab.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for module in _package_modules():
+        assert not {n for n in _imports(PACKAGE / (module.split(".", 1)[1] + ".py")) if n == "lab" or n.startswith("lab.")}
+
+
+def test_settings_import_no_model_code():
+    """Configuration is the ground floor: profiles, settings and variants import no model module."""
+    ground = {"llmrec_lite.profiles", "llmrec_lite.variants", "llmrec_lite.templates", "llmrec_lite.device"}
+    for module in ("llmrec_lite.profiles", "llmrec_lite.variants", "llmrec_lite.settings"):
+        assert _package_imports(module) <= ground, module
+
+
+def test_package_comments_hold_no_dates_or_commit_hashes():
+    """History lives in git, CHANGELOG.md and the records, not in the package's comments."""
+    pattern = re.compile(r"20[0-9]{2}-[0-9]{2}-[0-9]{2}|[0-9a-f]{7,} ")
+    found = [f"{p.name}:{i}" for p in PACKAGE.glob("*.py")
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, found
+
+
+def test_a_training_setting_is_declared_once():
+    """from_profile copies every field a profile shares with TrainSettings: a profile value that
+    differs from the default reaches the stage's settings without a line of its own."""
+    shared = [f.name for f in fields(TrainSettings) if hasattr(Profile, f.name)
+              and f.name not in ("samples_per_task", "sample_ratio", "seed")]
+    assert {"lr", "max_history", "cf_term", "known_bias", "user_vectors", "dense_weight"} <= set(shared)
+    for name in shared:
+        default = getattr(Profile, name)
+        changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2 if v else 0.5,
+                   str: lambda v: v}.get(type(default))
+        if changed is None or isinstance(default, str):
+            continue
+        profile = Profile(name="changed", **{name: changed(default)})
+        stage = 2 if name == "lora_lr" else 1
+        assert getattr(TrainSettings.from_profile(profile, stage), name) == getattr(profile, name), name

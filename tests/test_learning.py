@@ -454,7 +454,7 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     import numpy as np
 
     from llmrec_lite.evaluate import evaluate_model
-    from lab.records import seed_sentence, seed_table
+    from lab.records import seed_summary, seed_table
     from lab.runners import seed_spread
     from llmrec_lite.variants import ITEM_TOKEN
 
@@ -477,9 +477,13 @@ def test_seed_record_never_reads_a_real_test_target_and_trains_each_seed_apart(t
     assert over["seed-averaged stage 2 - stage 1"]["difference"] == pytest.approx(np.mean(differences))
     assert over["seeds above zero"] == sum(d > 0 for d in differences)
     assert list(seed_table(a)["seed"]) == [0, 3, "mean"]
-    sentence = seed_sentence(a, "Shop")
-    assert sentence.startswith("on Shop (") and "2 seeds" in sentence
-    assert "{:+.4f}".format(over["seed-averaged stage 2 - stage 1"]["difference"]) in sentence
+    summary = seed_summary(a)
+    assert (summary["users"], summary["seeds"]) == (a["users"], 2)
+    assert summary["difference"] == over["seed-averaged stage 2 - stage 1"]["difference"]
+    assert (summary["min"], summary["max"]) == (min(differences), max(differences))
+    assert summary["seeds_above"] == over["seeds above zero"] and summary["sd_stage2"] == over["stage 2"]["sd"]
+    lo, hi = summary["ci95"]
+    assert summary["verdict"] == ("above" if lo > 0 else "below" if hi < 0 else "not separated")
     with pytest.raises(ValueError, match="two different seeds"):
         seed_spread(first, (1, 1), candidates=PROFILE_AND_SHORT, show_progress=False)
     with pytest.raises(ValueError, match="Unknown distance candidate"):
@@ -512,7 +516,7 @@ def test_distance_candidate_with_other_lora_adapters_trains_on_its_own_backbone(
 
 
 def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
-    from lab.records import users_to_resolve, users_to_resolve_sentence
+    from lab.records import users_to_resolve
 
     def record(intervals, averaged, users=1000):
         return {"dataset": "shop", "users": users,
@@ -523,39 +527,39 @@ def test_users_to_resolve_scales_one_runs_interval_to_the_seed_averaged_gain():
     got = users_to_resolve(record([(-0.005, 0.015), (-0.002, 0.010)], -0.004))
     assert got["half_width"] == pytest.approx(0.008) and got["gain"] == pytest.approx(0.004)
     assert got["needed"] == 4000
-    sentence = users_to_resolve_sentence(record([(-0.005, 0.015)] * 2, 0.005), "Shop")
-    assert sentence.startswith("on Shop") and "4,000 users (4.0 times as many)" in sentence
-    assert "fewer than the record's 1,000" in users_to_resolve_sentence(record([(0.0, 0.01)], 0.01))
-    assert users_to_resolve(record([(0.0, 0.01)], 0.0))["needed"] is None
-    assert "no number of users" in users_to_resolve_sentence(record([(0.0, 0.01)], 0.0))
+    assert users_to_resolve(record([(-0.005, 0.015)] * 2, 0.005))["needed"] == 4000  # 4.0 times the record's
+    assert users_to_resolve(record([(0.0, 0.01)], 0.01))["needed"] == 250  # fewer than the record's 1,000
+    assert users_to_resolve(record([(0.0, 0.01)], 0.0))["needed"] is None  # a zero gain: no number of users
 
 
 def test_more_users_record_reads_beside_the_test_table_in_every_case():
-    from lab.records import more_users_reading, more_users_row, more_users_sentence
+    from lab.records import more_users_against_test, more_users_row
+    from llmrec_lite.results import paired_verdict
 
-    def entry(difference, ci, users, verdict):
-        return {"key": "hr@10", "difference": difference, "ci95": list(ci), "users": users, "verdict": verdict}
+    def entry(difference, ci, users, verdict=None):
+        return {"key": "hr@10", "difference": difference, "ci95": list(ci), "users": users,
+                "verdict": verdict or paired_verdict(ci)}
 
-    valid = entry(0.010, (0.006, 0.014), 10000, "above")
+    valid = entry(0.010, (0.006, 0.014), 10000)
     row = {"name": "mine", "far": {"hr@10": 0.06}, "stage1_far": {"hr@10": 0.05},
            "stage 2 - stage 1 (far)": {"hr@10": valid}}
     record = {"dataset": "shop", "users": 10000, "candidates": [row]}
     assert more_users_row(record) is row
-    assert more_users_sentence(record, "Shop") == ("on Shop, 10,000 users scored two items past training, stage 2 "
-                                                   "reaches HR@10 0.0600 and stage 1 0.0500: stage 2 - stage 1 is "
-                                                   "+0.0100 [+0.0060, +0.0140], above zero")
-    assert "agree" in more_users_reading(record, entry(0.012, (0.002, 0.022), 2000, "above"))
-    held = more_users_reading(record, entry(0.004, (-0.004, 0.012), 2000, "not separated"))
-    assert "holds the validation estimate (+0.0100)" in held and "too few users" in held
+    got = more_users_against_test(record, entry(0.012, (0.002, 0.022), 2000))
+    assert got["reading"] == "agree" and got["valid"] is valid and got["apart"] is None
+    held = more_users_against_test(record, entry(0.004, (-0.004, 0.012), 2000))
+    assert held["reading"] == "holds" and held["apart"] is None  # the interval holds +0.0100: too few users
     # below: half-widths .004 and .008 are 1.96 standard errors each; .010 apart is 2.2 of them
-    below = more_users_reading(record, entry(0.0, (-0.008, 0.008), 2000, "not separated"), "Shop")
-    assert below.startswith("the test table's 2,000 users on Shop give +0.0000 [-0.0080, +0.0080]")
-    assert "wholly below the validation estimate" in below and "about 2.2 standard errors apart" in below
-    above = more_users_reading(record, entry(0.030, (0.020, 0.040), 2000, "above"))
-    assert "agree" in above  # same verdict: nothing to explain
-    assert "wholly above" in more_users_reading({**record, "candidates": [{**row, "stage 2 - stage 1 (far)": {
-        "hr@10": entry(0.0, (-0.004, 0.004), 10000, "not separated")}}]}, entry(0.03, (0.02, 0.04), 2000, "above"))
-    assert "no test comparison" in more_users_reading(record, None)
+    below = more_users_against_test(record, entry(0.0, (-0.008, 0.008), 2000))
+    assert below["reading"] == "below" and below["apart"] == pytest.approx(2.19, abs=0.01)
+    assert more_users_against_test(record, entry(0.030, (0.020, 0.040), 2000))["reading"] == "agree"
+    unresolved = {**record, "candidates": [{**row, "stage 2 - stage 1 (far)": {
+        "hr@10": entry(0.0, (-0.004, 0.004), 10000)}}]}
+    assert more_users_against_test(unresolved, entry(0.03, (0.02, 0.04), 2000))["reading"] == "above"
+    assert more_users_against_test(record, None) == {"valid": valid, "test": None, "reading": "no test", "apart": None}
+    # the reading flips when the test interval crosses zero (same mean distance from the validation estimate)
+    assert [more_users_against_test(record, entry(0.011, (lo, lo + 0.02), 2000))["reading"]
+            for lo in (0.001, -0.001)] == ["agree", "holds"]
     with pytest.raises(ValueError, match="one candidate"):
         more_users_row({**record, "candidates": [row, row]})
 
@@ -781,7 +785,7 @@ def test_seed_records_are_of_the_cpu_profiles_candidate_and_agree_with_the_dista
     from pathlib import Path
 
     from lab.catalogue import profile_candidate
-    from lab.records import seed_sentence, seed_table
+    from lab.records import seed_summary, seed_table
 
     results = Path(__file__).parents[1] / "benchmarks/results"
     records = [json.loads(p.read_text()) for p in sorted(results.glob("seeds_*_cpu.json"))]
@@ -796,7 +800,8 @@ def test_seed_records_are_of_the_cpu_profiles_candidate_and_agree_with_the_dista
         own = next(r for r in record["seeds"] if r["name"] == record["candidate"])
         row = next(c for c in distance["candidates"] if c["name"] == record["candidate"])
         assert own["far"] == row["far"] and own["stage1_far"] == row["stage1_far"]
-        assert len(seed_table(record)) == len(record["seeds"]) + 1 and seed_sentence(record)
+        assert len(seed_table(record)) == len(record["seeds"]) + 1
+        assert seed_summary(record)["seeds"] == len(record["seeds"])
 
 
 def test_training_prompts_carry_their_whole_prefix_and_nothing_else_does(tiny_run):

@@ -170,7 +170,7 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
              classic(SASREC_LABEL, sasrec, list(sasrec_ci), 0.065, list(sasrec_masked_ci), evaluated,
                      curve=curve, best_epoch=4, epochs_run=6, train_seconds=90.0, seconds_per_epoch=15.0)]
     paired = []
-    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF):
+    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF, R.S2_VS_WALS):  # as the pipeline writes them
         paired.append({"comparison": comparison, "rule": "unmasked", "key": "hr@10", "difference": 0.05,
                        "ci95": [0.03, 0.07], "users": evaluated, "verdict": "above"})
         paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": 0.0,
@@ -218,52 +218,49 @@ def test_main_table_shows_the_masked_interval(lean):
     assert lastfm.loc[lastfm.model == LLM_RUNS[4][2], "HR@10 masked 95% CI"].iloc[0] == "-"  # text id
 
 
-def test_text_id_sentence_fits_the_rows_present(lean, result):
-    lean_sentence = R.text_id_sentence(lean["lastfm"]["rows"], "cpu")
-    assert lean_sentence.startswith("stage 2 reaches 0.0300; there is no no-embedding baseline")
-    assert "the cpu profile trains only the text-id stage-2 row" in lean_sentence and "gpu profile" in lean_sentence
-    full = R.text_id_sentence(result["rows"], "smoke")
-    assert full == "stage 2 reaches 0.0500, not above its no-embedding baseline (0.0600)"
-    assert R.text_id_sentence(lean["beauty"]["rows"], "cpu").startswith("this build has no text-id row")
+def test_main_row_only_names_what_a_lean_grid_leaves_out():
+    assert R.main_row_only(get_profile("cpu"), NAMES) == [("LastFM", "text id, CF embeddings, stage 2"),
+                                                          ("Beauty", "item token, CF embeddings, stage 2"),
+                                                          ("Beauty", "item token, ids as text (no CF)")]
+    assert R.main_row_only(get_profile("smoke"), {"lastfm": "LastFM"}) == []  # a full grid leaves none out
+    assert R.main_row_only(get_profile("gpu"), {"lastfm": "LastFM", "beauty": "Beauty"}) == []
 
 
-def test_grid_sentence():
-    lean_text = R.grid_sentence(get_profile("cpu"), NAMES)
-    assert "lean evaluation grid" in lean_text
-    assert ("held-out one: LastFM's “item token, CF embeddings, stage 2” and "
-            "“item token, ids as text (no CF)”.") in lean_text
-    assert "main row only (sequential task, seen template): LastFM's “text id, CF embeddings, stage 2”; Beauty's" \
-        in lean_text
-    assert R.grid_sentence(get_profile("smoke"), {"lastfm": "LastFM"}).startswith("Final models (stage 2")
-
-
-def test_against_target_reads_the_printed_precision():
-    assert R.against_target(0.0807339, 0.0807) == "equals it at 4 decimals (0.0807)"
-    assert R.against_target(0.0835, 0.0807, "BSARec's 0.0807") == "exceeds BSARec's 0.0807 by 0.0028"
-    assert R.against_target(0.0752, 0.0807) == "falls short of it by 0.0055"
-    assert R.against_target(0.08074, 0.0807, digits=5) == "exceeds it by 0.00004"
+def test_side_of_target_reads_the_printed_precision():
+    assert R.side_of_target(0.0807339, 0.0807) == {"side": "level with", "gap": 0.0}
+    assert R.side_of_target(0.0835, 0.0807) == {"side": "above", "gap": pytest.approx(0.0028)}
+    assert R.side_of_target(0.0752, 0.0807) == {"side": "below", "gap": pytest.approx(0.0055)}
+    assert R.side_of_target(0.08074, 0.0807, digits=5) == {"side": "above", "gap": pytest.approx(0.00004)}
     # the printed values decide: 0.080651 prints as 0.0807, and 0.08084 against 0.08066 as 0.0808 against 0.0807
-    assert R.against_target(0.080651, 0.0807) == "equals it at 4 decimals (0.0807)"
-    assert R.against_target(0.080649, 0.0807) == "falls short of it by 0.0001"  # prints as 0.0806
-    assert R.against_target(0.08084, 0.08066) == "exceeds it by 0.0001"
+    assert R.side_of_target(0.080651, 0.0807)["side"] == "level with"
+    assert R.side_of_target(0.080649, 0.0807) == {"side": "below", "gap": pytest.approx(0.0001)}  # prints as 0.0806
+    assert R.side_of_target(0.08084, 0.08066) == {"side": "above", "gap": pytest.approx(0.0001)}
     with pytest.raises(ValueError, match="NaN"):
-        R.against_target(float("nan"), 0.0725)
+        R.side_of_target(float("nan"), 0.0725)
 
 
-def test_paired_table_and_sentences(lean):
+def test_paired_table_and_words(lean):
     table = R.paired_table(lean, NAMES)
-    assert len(table) == 12 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 3 comparisons x 2 rules x 2
+    assert len(table) == 16 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 4 comparisons x 2 rules x 2
     assert table["paired 95% CI"].iloc[0] == "[+0.0300, +0.0700]"
     assert table["interval"].tolist()[:2] == ["above zero", "not separated from zero"]
     entry = R.find_paired(lean["lastfm"]["paired"], R.S2_VS_NOCF, "masked")
     assert entry["difference"] == 0.0 and R.find_paired([], R.S2_VS_S1) is None
-    sentence = R.paired_sentences(lean, NAMES, R.S2_VS_S1)
-    assert sentence == ("on LastFM, the paired 95% interval of the HR@10 difference is [+0.0300, +0.0700] "
-                        "(mean +0.0500 over 1,090 users): above zero; on Beauty, the paired 95% interval of the "
-                        "HR@10 difference is [+0.0300, +0.0700] (mean +0.0500 over 2,000 users): above zero")
-    assert R.paired_sentence(None) == "not computed in this build"
+    assert R.paired_words(R.find_paired(lean["lastfm"]["paired"], R.S2_VS_S1)) == "above zero"
+    assert R.paired_words(entry) == "not separated from zero"
+    assert R.paired_words(None) == R.NOT_COMPUTED == "not computed in this build"
     assert [R.paired_verdict(ci) for ci in ([0.01, 0.02], [-0.02, -0.01], [-0.01, 0.01], [0.0, 0.01])] == \
         ["above", "below", "not separated", "not separated"]
+
+
+def test_paired_words_flip_when_the_interval_crosses_zero():
+    """The verdict word follows the interval, not the mean: moving the same interval across
+    zero turns "above zero" into "not separated from zero" and then into "below zero"."""
+    def entry(lo, hi):
+        return {"difference": (lo + hi) / 2, "ci95": [lo, hi], "verdict": R.paired_verdict((lo, hi))}
+
+    words = [R.paired_words(entry(lo, lo + 0.02)) for lo in (0.001, -0.001, -0.019, -0.021)]
+    assert words == ["above zero", "not separated from zero", "not separated from zero", "below zero"]
 
 
 def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
@@ -290,18 +287,22 @@ def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
 
 
 def test_sasrec_claim_verdicts(lean):
-    holds = R.sasrec_claim(lean["lastfm"], "LastFM")  # 0.08 [0.07, 0.09] against 0.05 [0.04, 0.06]
+    holds = R.sasrec_claim(lean["lastfm"])  # 0.08 [0.07, 0.09] against 0.05 [0.04, 0.06]
     assert holds["verdict"] == "holds" and holds["unmasked"]["overlap"] is False
     assert holds["unmasked"]["difference"] == pytest.approx(0.03)
-    assert ("difference +0.0300; the 95% intervals 0.0700–0.0900 and 0.0400–0.0600 do not overlap"
-            in holds["sentence"])
-    assert "“beats SASRec” holds here" in holds["sentence"]
-    below = R.sasrec_claim(lean["beauty"], "Beauty")
+    below = R.sasrec_claim(lean["beauty"])
     assert below["verdict"] == "does not hold" and below["unmasked"]["difference"] == pytest.approx(-0.02)
-    close = R.sasrec_claim(lean_result("beauty", s2=0.055), "Beauty")
+    close = R.sasrec_claim(lean_result("beauty", s2=0.055))
     assert close["verdict"].startswith("is not shown") and close["unmasked"]["overlap"] is True
     assert close["masked"]["difference"] == pytest.approx(0.065 - 0.065)
     assert R.intervals_overlap(None, [0, 1]) is None
+    table = R.claim_table({"lastfm": holds, "beauty": below}, NAMES)
+    assert table["dataset"].tolist() == ["LastFM", "Beauty"]
+    assert table["“beats SASRec”"].tolist() == ["holds", "does not hold"]
+    assert table["intervals"].tolist() == ["do not overlap", "overlap"]
+    assert table["stage 2 - SASRec"].tolist() == pytest.approx([0.03, -0.02])
+    # the verdict flips with the interval, not the point estimate: stage 2 above SASRec, intervals touching
+    assert R.sasrec_claim(lean_result("lastfm", s2=0.065))["verdict"].startswith("is not shown")
 
 
 def test_sasrec_against_published_numbers(lean):
@@ -310,17 +311,10 @@ def test_sasrec_against_published_numbers(lean):
     refs = reference_results()
     lastfm = R.sasrec_published(lean["lastfm"], refs)  # our masked interval [0.055, 0.075]
     assert {c["source"]: c["where"] for c in lastfm} == {"s3rec": "inside", "bsarec": "inside"}
-    sentence = R.sasrec_published_sentence(lean["lastfm"], refs, "LastFM")
-    assert sentence.startswith("On LastFM, our SASRec's masked HR@10 is 0.0650 (95% interval 0.0550–0.0750)")
-    assert sentence.endswith("do not differ from ours beyond noise")
     far = lean_result("beauty", sasrec_masked_ci=(0.07, 0.08))  # S3-Rec's Beauty 0.0605 falls below it
     [check] = R.sasrec_published(far, refs)
     assert check["where"] == "below" and check["published"] == 0.0605
-    text = R.sasrec_published_sentence(far, refs, "Beauty", loss="ce", max_epochs=200, patience=20)
-    assert "SASRec (S3-Rec paper) reports 0.0605, below it" in text
-    assert "full-softmax cross-entropy" in text and "one sampled negative" in text
-    assert "early stopping kept epoch 4 after 6 epochs run (it stops after 20 epochs" in text
-    assert "may have stopped before it converged" in R.sasrec_published_sentence(far, refs, "Beauty", max_epochs=6)
+    assert check["ours"] == 0.065 and check["ci95"] == [0.07, 0.08]
     table = R.sasrec_published_table({"lastfm": lean["lastfm"], "beauty": far}, refs, NAMES)
     assert table["published number"].tolist() == ["inside our interval", "inside our interval", "below our interval"]
     assert R.sasrec_published({**far, "dataset": "ml1m"}, refs) == []
@@ -331,8 +325,8 @@ def test_sasrec_curve_and_runs(lean):
     fig = R.sasrec_curve_figure(lean, NAMES)
     assert [t.name for t in fig.data] == ["LastFM", "LastFM: epoch kept", "Beauty", "Beauty: epoch kept"]
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5, 6] and list(fig.data[1].x) == [4]
-    assert R.sasrec_runs_sentence(lean, NAMES) == ("on LastFM, epoch 4 kept of 6 run, 1.5 minutes; "
-                                                   "on Beauty, epoch 4 kept of 6 run, 1.5 minutes")
+    runs = R.sasrec_runs_table(lean, NAMES)
+    assert runs.values.tolist() == [["LastFM", 4, 6, 1.5], ["Beauty", 4, 6, 1.5]]
 
 
 def test_reference_results_carry_the_compared_facts():
@@ -397,12 +391,23 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     used = set(re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", prose))
     assert used and not used - set(glued), sorted(used - set(glued))
-    assert "tid_base" not in glued and "no no-embedding baseline" in glued["tid_sentence"]
+    # the lean grid has no text-id baseline: the prose says so instead of comparing with a missing row
+    assert glued["tid_s2"] == "0.0300" and glued["tid_base"] == "not trained under this profile"
+    assert glued["cf_helps_text"] == "not compared with"
+    assert glued["grid_name"] == "lean" and glued["grid_main_only"] == 3
     assert glued["label_beauty"].startswith("Beauty: 2,000 of 22,363 users")
     assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == "does not hold"
-    assert glued["paired_s2_s1"].count("above zero") == 2 and glued["paired_s1_nocf"].count("above zero") == 2
+    assert glued["paper_claim"] == "does not hold"  # the paper's own dataset, Beauty
+    # the main dataset's paired numbers and words; every dataset's are in the table
+    assert glued["paired_s2_s1"] == glued["paired_s1_nocf"] == "above zero"
+    assert (glued["paired_s2_s1_diff"], glued["paired_s2_s1_lo"], glued["paired_s2_s1_hi"]) == (0.05, 0.03, 0.07)
+    assert glued["paired_users"] == 1090
+    assert glued["paired_s2_wals_masked"] == "not separated from zero"
+    assert glued["paired_fused_s2"] == "not computed in this build"
+    assert glued["fused_rows"] == "no" and "fused_hr10" not in glued  # the cpu profile does not fuse
+    assert glued["target_side"] == "above" and glued["target_gap"] == pytest.approx(0.08 - 0.0725)
     assert glued["paper_claim_name"] == "Beauty" and glued["paper_sasrec_hr5"] == 0.0387
-    assert "On Beauty" in glued["sasrec_published"] and "On LastFM" in glued["sasrec_published"]
+    assert (glued["sasrec_published_inside"], glued["sasrec_published_count"]) == (3, 3)
 
 
 def test_recorded_source_names_the_record_and_every_later_addition():
