@@ -34,6 +34,9 @@ import torch
 from llmrec_lite.profiles import Profile
 from llmrec_lite.templates import TASKS, all_templates
 
+# transformers, tokenizers and peft are imported in the functions that use them: importing them
+# takes seconds, and the data, WALS and baseline commands never load a language model.
+
 # bitsandbytes (imported through peft) warns on CPUs with AVX512-BF16 that an optional kernel
 # package is missing, on every command; its built-in fallback is what the CPU path uses anyway.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

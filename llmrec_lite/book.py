@@ -14,6 +14,8 @@ import torch
 from llmrec_lite.device import resolve_device
 from llmrec_lite.profiles import Profile, get_profile
 
+# myst_nb is there only while the book builds: imported where a value is glued.
+
 
 def glue(name: str, value, display: bool = False) -> None:
     """Records ``value`` under ``name`` for the book's prose (``{glue:text}`name` ``).

@@ -21,6 +21,9 @@ import torch
 
 from llmrec_lite.fileio import write_json
 
+# peft is imported where an adapter is loaded: importing it takes seconds, and loading WALS
+# factors or projectors never needs it.
+
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 

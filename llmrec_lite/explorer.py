@@ -29,6 +29,9 @@ import torch
 from llmrec_lite.data import load_attributes
 from llmrec_lite.plots import as_html
 
+# umap-learn, scikit-learn, scipy.stats, pandas and plotly are the book's optional extras
+# (pip install llmrec-lite[book]): imported where used, so the package runs without them.
+
 
 def umap_layout(vectors, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine", seed: int = 0,
                 n_epochs: int | None = None) -> np.ndarray:

@@ -7,6 +7,8 @@ interactive without a kernel or an internet connection.
 
 from __future__ import annotations
 
+# IPython is there only in a notebook: imported where a figure is shown.
+
 _plotlyjs_sent = False
 
 

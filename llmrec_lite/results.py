@@ -28,7 +28,7 @@ reads as a sequence of results rather than of pandas filters:
   training item to the validation and the test target;
 - :func:`budget_table`: training prompts and optimizer steps per stage under this build's
   profile and under OpenP5's recipe (the ``gpu`` profile), computed by
-  :func:`llmrec_lite.batching.training_steps`.
+  :func:`llmrec_lite.settings.training_steps`.
 
 Rows are identified by their fields (``variant``, ``stage``, ``task``, ``template``), never
 by taking their labels apart. The functions return tables, numbers and short verdict words
@@ -40,8 +40,12 @@ from __future__ import annotations
 
 import math
 
-from llmrec_lite.pipeline import ITEM_TOKEN, LATE_FUSION, SASREC_LABEL
-from llmrec_lite.variants import Variant
+from llmrec_lite.pipeline import LATE_FUSION, LLM_RUNS, SASREC_LABEL, evaluations_for, llm_runs, stages_to_train
+from llmrec_lite.settings import TrainSettings, prompts_per_task, training_steps
+from llmrec_lite.variants import ITEM_TOKEN, Variant
+
+# pandas and plotly are the book's optional extras (pip install llmrec-lite[book]): imported
+# where a table or figure is made, so the pipeline writes results.json without them.
 
 MAIN_TASK, MAIN_TEMPLATE = "sequential", "seen"
 CLASSIC = "classic"
@@ -57,7 +61,6 @@ MAIN_COLUMNS = {"model": "model", "task": "task", "template": "template", "users
 
 def hardware_label(machine: dict) -> str:
     """A short name for the machine a run was made on: its GPU, else its CPU model and threads.
-
     Args:
         machine: :func:`llmrec_lite.device.describe_machine`'s dictionary (``results.json``'s
             ``machine``).
@@ -75,7 +78,6 @@ def backbone_label(source: str) -> str:
 
 def provenance(result: dict) -> dict:
     """What produced a results file, stated once above its tables instead of in every row.
-
     Returns:
         ``{"dataset", "profile", "backbone", "hardware", "indexing"}`` as display strings.
     """
@@ -85,7 +87,6 @@ def provenance(result: dict) -> dict:
 
 def users_label(result: dict) -> str:
     """Which test users a dataset's rows were evaluated on, in words.
-
     ``"all 1,090 users"`` or ``"2,000 of 22,363 users: one seeded subset ..."`` (the run's
     ``users_rule``), plus the rows evaluated on fewer users (text-id rows: beam search is the
     slow part), so that a reader of one table knows what its HR@10s average over.
@@ -129,7 +130,6 @@ def table_label(result: dict, display_name: str | None = None) -> str:
 def find_row(rows: list[dict], variant: Variant | str, stage: int, task: str = MAIN_TASK,
              template: str = MAIN_TEMPLATE) -> dict:
     """The results row of one trained model on one task and template.
-
     Args:
         rows: ``results.json``'s ``rows``.
         variant: The model's :class:`~llmrec_lite.variants.Variant` (or its folder name).
@@ -181,7 +181,6 @@ def ci_text(ci, digits: int = 3) -> str:
 
 def main_table(rows: list[dict]):
     """The main results table: one line per model, metrics only (provenance goes above it).
-
     Args:
         rows: ``results.json``'s ``rows``.
 
@@ -211,7 +210,6 @@ def template_table(rows: list[dict]):
 
 def published_table(references: list[dict]):
     """The published numbers to show beside ours: model, task, rule, HR@5, HR@10, NDCG@10 and source.
-
     Args:
         references: :func:`llmrec_lite.book.reference_results` for one dataset.
     """
@@ -225,7 +223,6 @@ def published_table(references: list[dict]):
 
 def training_table(results: dict[str, dict]):
     """What every trained stage cost, per dataset: prompts, steps, minutes and final validation loss.
-
     Args:
         results: ``{dataset: results.json dictionary}``.
     """
@@ -256,7 +253,6 @@ def validation_table(training: dict):
 
 def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples: int) -> dict:
     """Training prompts and optimizer steps of one stage under a profile.
-
     Args:
         profile: A :class:`~llmrec_lite.profiles.Profile` (``get_profile("gpu")`` is OpenP5's recipe).
         variant, stage: Which model and stage.
@@ -264,11 +260,8 @@ def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples:
 
     Returns:
         ``{"prompts": ..., "steps": ...}``: prompts over all tasks and epochs, and the steps
-        :func:`llmrec_lite.batching.training_steps` counts for them.
+        :func:`llmrec_lite.settings.training_steps` counts for them.
     """
-    from llmrec_lite.batching import prompts_per_task, training_steps
-    from llmrec_lite.settings import TrainSettings
-
     settings = TrainSettings.from_profile(profile, stage, variant)
     prompts = prompts_per_task(settings, num_train_samples) * len(settings.tasks) * settings.epochs
     return {"prompts": prompts, "steps": training_steps(settings, num_train_samples)}
@@ -276,7 +269,6 @@ def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples:
 
 def budget_table(profile, reference, num_train_samples: int, dataset: str | None = None):
     """Prompts and steps per trained stage under this build's profile and under a reference one.
-
     Args:
         profile: The profile the run used.
         reference: The profile to compare with (``get_profile("gpu")``: OpenP5's recipe).
@@ -286,7 +278,6 @@ def budget_table(profile, reference, num_train_samples: int, dataset: str | None
     """
     import pandas as pd
 
-    from llmrec_lite.pipeline import LLM_RUNS, llm_runs, stages_to_train
 
     stages = lambda runs: list(dict.fromkeys((v, s) for v, stage, _ in runs for s in stages_to_train(v, stage)))
     here = set(stages(llm_runs(profile, dataset))) if dataset is not None else None
@@ -418,8 +409,6 @@ def main_row_only(profile, names: dict[str, str]) -> list[tuple[str, str]]:
         profile: The build's :class:`~llmrec_lite.profiles.Profile`.
         names: ``{dataset: display name}`` of the build's datasets, main dataset first.
     """
-    from llmrec_lite.pipeline import evaluations_for, llm_runs
-
     return [(name, label) for dataset, name in names.items() for variant, stage, label in llm_runs(profile, dataset)
             if stage == 2 and len(evaluations_for(stage, variant, profile, dataset)) == 1]
 
@@ -435,7 +424,6 @@ FUSED_VS_S2, FUSED_VS_WALS = "late fusion - stage 2", "late fusion - WALS"
 
 def side_of_target(value: float, target: float, digits: int = 4) -> dict:
     """Which side of a target a number lies, at the precision the book prints.
-
     Returns:
         ``{"side", "gap"}``: ``side`` is ``"above"``, ``"below"`` or ``"level with"`` (the two
         print the same: a gap of ``0.0000`` says nothing); ``gap`` is the distance of the
@@ -555,7 +543,6 @@ def intervals_overlap(a, b) -> bool | None:
 
 def sasrec_claim(result: dict) -> dict:
     """Does "stage 2 beats SASRec" hold on one dataset of this build?
-
     It holds when stage 2's HR@10 is above SASRec's and their bootstrap 95% intervals do not
     overlap. For two models evaluated on the same users this test is conservative (a paired
     interval would be narrower): passing it is strong evidence, while overlapping intervals

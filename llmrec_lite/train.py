@@ -31,6 +31,9 @@ from llmrec_lite.metrics import target_ranks
 from llmrec_lite.prompts import Encoded, collate
 from llmrec_lite.settings import TrainSettings  # noqa: F401  (re-exported: the loop's settings type)
 
+# accelerate and transformers are imported in the functions that use them: importing them takes
+# seconds, and evaluation alone never needs them.
+
 LOGIT_SCALE = "item_logit_log_scale"
 HISTORY_BIAS = "item_history_bias"
 CF_WEIGHT = "item_cf_weight"

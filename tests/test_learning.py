@@ -872,7 +872,7 @@ def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path)
     assert "cf_weight" in trained.trainable_parameters()
     no_cf = TrainSettings.from_profile(PROFILE, 1, "item-token-text", cf_term=True)
     assert not tiny_run.build_model(no_cf).cf_term
-    assert "cf_term" not in tiny_run.config(settings(1))["train"]
+    assert tiny_run.config(settings(1))["train"]["cf_term"] is False
 
 
 def test_answer_leak_reads_no_test_target(tiny_run):
