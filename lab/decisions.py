@@ -71,6 +71,17 @@ def _distance_fields(candidate: dict) -> dict:
     return flat
 
 
+def _distance_choice(name: str) -> dict:
+    """Every profile field some distance candidate varies, at the value the chosen one trains with
+    (its own, or Profile's default where it sets none: a setting the record tried and did not take)."""
+    varied = {k for c in DISTANCE_CANDIDATES.values() for k in _distance_fields(c) if k != "seed"}
+    chosen = _distance_fields(DISTANCE_CANDIDATES[name])
+    return {k: chosen.get(k, getattr(Profile, k)) for k in sorted(varied, key=list(_PROFILE_ORDER).index)}
+
+
+_PROFILE_ORDER = [f.name for f in fields(Profile)]
+
+
 def decisions(profile: Profile) -> list[Decision]:
     """The rows of the table for ``profile`` (the cpu profile's records decide its values)."""
     tune = _records("tune_*_{profile}.json", profile)
@@ -81,7 +92,7 @@ def decisions(profile: Profile) -> list[Decision]:
     fusion = _records("fusion_*_{profile}.json", profile)
     way = user_vectors_ranking(vectors)[0][0]
     weight = fusion_choice(fusion)
-    far_fields = _distance_fields(DISTANCE_CANDIDATES[far_name])
+    far_fields = _distance_choice(far_name)
     return [
         Decision(tuple(CHOSEN_HEAD), "tune_*_{profile}.json",
                  "short runs; best mean validation HR@10 over the datasets, then masked",
@@ -96,10 +107,10 @@ def decisions(profile: Profile) -> list[Decision]:
         Decision(("cf_weight",), "fusion_*_{profile}.json",
                  "the distance choice's model re-ranked at each weight; best mean far HR@10, then masked",
                  {"cf_weight": weight}, _measured(fusion)),
-        Decision(("eval_users", "val_users", "text_id_samples", "text_id_eval_users", "sasrec_max_positions",
-                  "evaluation_grid"), "",
+        Decision(("results_datasets", "eval_users", "val_users", "text_id_samples", "text_id_eval_users",
+                  "sasrec_max_positions", "evaluation_grid"), "",
                  "budget: the whole book within the hour on a 2-core CPU (benchmarks/README.md, build times)"),
-        Decision(("wals_factors", "wals_regularization", "wals_alpha", "lora_r", "lora_alpha", "lr", "weight_decay",
+        Decision(("wals_factors", "wals_regularization", "wals_alpha", "lr", "weight_decay",
                   "sample_ratio"), "",
                  "published values (the paper's WALS settings; OpenP5's Llama recipe), not tuned here"),
         Decision(("wals_iterations", "projector_hidden", "batch_size", "warmup_ratio", "epochs"), "",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
 from llmrec_lite.results import hardware_label
 from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT
+
+# pandas and plotly are the book's optional extras (pip install llmrec-lite[book]): imported
+# where a table or figure is made, so the record scripts and lab.decisions run without them.
 
 
 # keys whose values depend on the machine's speed, not on the data (left out when two records are compared)
@@ -63,6 +62,8 @@ def choose(records: list[dict]) -> str:
 
 def record_table(record: dict):
     """One row per candidate of a record: settings, steps, minutes and validation figures."""
+    import pandas as pd
+
     rows = []
     for c in record["candidates"]:
         # records made before targets were counted have no throughput columns
@@ -77,6 +78,9 @@ def record_table(record: dict):
 
 def curve_figure(records: list[dict]):
     """Validation HR@10 against training minutes, one panel per record (dataset)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=len(records), subplot_titles=[r["dataset"] for r in records])
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
     for col, record in enumerate(records, start=1):
@@ -105,6 +109,8 @@ def choose_split(records: list[dict]) -> tuple[int, int]:
 
 def split_table(record: dict):
     """One row per split of a stage-split record: prompts, minutes, validation HR@10 per model."""
+    import pandas as pd
+
     short = {f"{ITEM_TOKEN.label} stage 1": "stage 1", f"{ITEM_TOKEN.label} stage 2": "stage 2",
              f"{ITEM_TOKEN_TEXT.label} stage 2": "no CF"}
     rows = []
@@ -166,6 +172,8 @@ def measured_on(record: dict, name: str) -> str:
 def distance_table(record: dict):
     """One row per candidate of a distance record: minutes, stage-2 HR@10 near and far, stage 1 far,
     and where it was measured."""
+    import pandas as pd
+
     return pd.DataFrame([{
         "candidate": c["name"], "measured on": measured_on(record, c["name"]),
         "train minutes": c["train_minutes"],
@@ -181,6 +189,8 @@ def distance_table(record: dict):
 def seed_table(record: dict):
     """One row per seed of a seed record: stage 2's and stage 1's far HR@10 and their paired difference
     (unmasked and masked), and a last row of the means, its difference the seed-averaged one."""
+    import pandas as pd
+
     cell = lambda d: "{:+.4f} [{:+.4f}, {:+.4f}]".format(d["difference"], *d["ci95"])  # noqa: E731
     rows = [{"seed": r["seed"], "stage 2 HR@10": r["far"]["hr@10"], "stage 1 HR@10": r["stage1_far"]["hr@10"],
              "stage 2 - stage 1": cell(r["stage 2 - stage 1 (far)"]["hr@10"]),
@@ -300,6 +310,8 @@ def user_vectors_table(records: list[dict], names: dict[str, str] | None = None)
     """One row per dataset, way of reading the user vectors and ranker (the model, WALS alone,
     the late fusion) of the user-vector records: HR@10 two items past training, unmasked and
     masked, and the paired interval folded - fitted."""
+    import pandas as pd
+
     labels = {"model": "stage 2 alone", "wals": "WALS dot product alone", "fused": "late fusion"}
     rows = []
     for rec in records:
@@ -337,6 +349,8 @@ def fusion_choice(records: list[dict]) -> float:
 def fusion_table(records: list[dict], names: dict[str, str] | None = None):
     """One row per dataset and weight of the fusion records: HR@10 one and two items past
     training (unmasked and masked), the WALS dot product alone as the last row of each dataset."""
+    import pandas as pd
+
     rows = []
     for rec in records:
         dataset = (names or {}).get(rec["dataset"], rec["dataset"])

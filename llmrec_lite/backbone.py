@@ -85,6 +85,7 @@ class BackboneUnavailableError(RuntimeError):
 @dataclass
 class BackboneSettings:
     """How to build a backbone (all of it is recorded in run configurations).
+
     Attributes:
         kind: ``"cpu"``, ``"gpu"`` or ``"tiny"``.
         model_path: Local folder overriding the kind's default source.
@@ -94,6 +95,7 @@ class BackboneSettings:
         tiny_hidden, tiny_layers, tiny_heads, tiny_kv_heads: the random ``tiny`` model.
         seed: Seed of the ``tiny`` model's random weights.
     """
+
     # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
     kind: str = Profile.backbone
     model_path: str | None = None
@@ -134,6 +136,7 @@ class BackboneSettings:
 @dataclass
 class Backbone:
     """A loaded backbone.
+
     Attributes:
         model: The causal LM (a peft model when LoRA is attached).
         tokenizer: Its tokenizer (``pad_token`` always set).
@@ -141,6 +144,7 @@ class Backbone:
         add_bos: Whether prompts start with the BOS token (OpenLLaMA: yes).
         source: Where the weights came from.
     """
+
     model: torch.nn.Module
     tokenizer: object
     settings: BackboneSettings
@@ -200,6 +204,7 @@ def smollm2_gguf() -> Path:
 
 def converted_smollm2(cache_dir: Path | None = None) -> Path:
     """Folder with SmolLM2 converted to float32 safetensors; converts it on first use.
+
     The conversion is written to a temporary folder and renamed into place, so an
     interrupted conversion never leaves a half-written model behind.
     """
@@ -237,7 +242,6 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from transformers import PreTrainedTokenizerFast
-
 
     words = set()
     texts = [t.text for task in TASKS for t in all_templates(task)]
@@ -280,6 +284,7 @@ def tiny_llama(vocab_size: int, settings: BackboneSettings, tie_word_embeddings:
 
 def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None) -> dict:
     """Parameter counts of a Llama architecture and of its LoRA adapters, without weights.
+
     The model is built on the ``meta`` device, so even 3B parameters cost no memory.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -299,6 +304,7 @@ def parameter_counts(config_dict: dict, settings: BackboneSettings | None = None
 def estimate_training_memory(config_dict: dict, settings: BackboneSettings, batch_size: int, seq_len: int,
                              trainable_extra: int = 0, gradient_checkpointing: bool = True) -> dict:
     """A back-of-the-envelope GPU memory budget (GiB) for one training step.
+
     Counts: decoder linear weights at 4 bits plus double-quantisation constants (about
     0.127 bit per weight: one fp8 absmax per 64 weights, one fp32 per 256 of those);
     embedding and LM head in bfloat16 (bitsandbytes leaves them unquantised); trainable
@@ -404,6 +410,7 @@ def attach_lora(model, settings: BackboneSettings):
 
 def load_backbone(settings: BackboneSettings | str = "cpu", device: str | torch.device = "cpu") -> Backbone:
     """Builds the backbone a profile asks for, frozen, with LoRA adapters attached.
+
     Raises:
         BackboneUnavailableError: the weights cannot be obtained here; the message says how.
     """

@@ -23,6 +23,7 @@ def popularity_scores(split) -> np.ndarray:
 def fit_bpr(split, factors: int = 64, iterations: int = 100, learning_rate: float = 0.05,
             regularization: float = 0.01, seed: int = 0):
     """BPR-MF with the ``implicit`` library; returns (user_factors, item_factors) as tensors.
+
     implicit's BPR appends a bias column to the item factors and a constant 1 to the user
     factors, so the dot product includes the item bias.
     """
@@ -39,6 +40,7 @@ CLASSIC = {"popularity": "popularity", "wals": "WALS (dot product)", "bpr": "BPR
 
 def classic_scorers(split, wals, bpr_factors: int = 64, seed: int = 0, names=tuple(CLASSIC)) -> dict:
     """``{short name: score_fn}``; ``score_fn(users)`` gives ``(len(users), items)`` scores.
+
     Only the baselines in ``names`` are built (BPR trains on first use of this function).
     """
     unknown = set(names) - set(CLASSIC)
@@ -64,6 +66,7 @@ def classic_baselines(split, wals, users=None, targets: str = "test", bpr_factor
 
 def answer_leak(split, wals, samples: int = 2000, k: int = 10, seed: int = 0) -> dict:
     """How much a fitted WALS user vector knows about the answers of training prompts.
+
     WALS solves each user's vector from all of that user's training items, so a training
     prompt's answer (a later training item) helped make the vector the prompt reads; a test
     prompt's answer never did. For a seeded sample of training prefixes this scores the

@@ -19,6 +19,7 @@ from llmrec_lite.profiles import Profile, get_profile
 
 def glue(name: str, value, display: bool = False) -> None:
     """Records ``value`` under ``name`` for the book's prose (``{glue:text}`name` ``).
+
     Outside a MyST-NB build (JupyterLab, Colab without the book extra) it does nothing,
     so chapters run everywhere. Returns nothing, so a trailing call prints nothing.
     """
@@ -45,6 +46,7 @@ def setup(profile_name: str) -> Profile:
 
 def run_dir(profile_name: str, dataset: str):
     """Where the chapters keep trained models: ``$LLMREC_RUN_DIR`` or ``<repo>/_build/runs``.
+
     ``make book`` empties it first, so every model a chapter shows was trained in that build.
     """
     base = os.environ.get("LLMREC_RUN_DIR")
@@ -72,6 +74,7 @@ def recorded_source(record: dict, extra: str = "") -> str:
 
 def recorded_results(pattern: str = "*.json", folder: str = "benchmarks/results") -> list[dict]:
     """Benchmark JSON files committed to the repository (searched upwards from the cwd).
+
     Returns an empty list where the repository is not around (e.g. on Colab).
     """
     here = Path.cwd().resolve()

@@ -147,6 +147,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> N
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     """Restores what :func:`save_checkpoint` wrote into ``model``, ``optimizer`` and ``scheduler``.
+
     Returns:
         The saved position (``state.json``), with the RNG state already restored.
 
@@ -197,6 +198,7 @@ def save_final(model, folder: Path, result: dict) -> None:
 
 def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:
     """Loads a ``final/`` folder's tensors into a freshly built model of the same kind.
+
     Raises:
         CorruptCheckpointError: a saved file cannot be read.
         CheckpointMismatchError: the projectors map other dimensions than the model's.

@@ -45,6 +45,7 @@ class CommandLineError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error also ends with the JSON error line every command promises."""
+
     def error(self, message):
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)

@@ -25,6 +25,7 @@ from llmrec_lite.variants import check_targets
 @dataclass
 class Evaluation:
     """Metrics plus what is needed to check them: per-user top lists, gold items and ranks."""
+
     metrics: dict
     top_items: np.ndarray
     gold: np.ndarray
@@ -85,6 +86,7 @@ def _unpack(trained, encoder):
 def item_token_batches(model, encoder, task: str, template: str | int, targets: str, users, batch_size: int = 32,
                        bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True):
     """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
+
     Prompts are batched by length (little padding); the catalogue's item matrix is projected
     once for all batches. With ``cf_weight > 0`` the scores are late-fused with the WALS dot
     product (:func:`llmrec_lite.late_fusion.fuse_scores`).
@@ -107,6 +109,7 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
                         mask_history: bool = False, bf16: bool | None = None, cf_weight: float = 0.0,
                         user_factors: torch.Tensor | None = None, show_progress: bool = True) -> Evaluation:
     """Ranks the catalogue for every user with an item-token model.
+
     Args:
         trained: A :class:`~llmrec_lite.runs.Trained` model (or a
             :class:`~llmrec_lite.fusion.FusionModel` with ``output="item-token"``, and ``encoder``).
@@ -217,6 +220,7 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
                      mask_history: bool = False, ks=DEFAULT_KS, trie=None, user_factors: torch.Tensor | None = None,
                      show_progress: bool = True) -> Evaluation:
     """Top-``num_beams`` lists by trie-constrained beam search for a text-id model.
+
     The beams are the ranking: an item outside them counts as a miss at every K up to
     ``num_beams`` (OpenP5's protocol). ``mask_history`` forbids the user's history items
     in the search (its metrics are reported under the plain keys, with ``masked: true``).
@@ -249,6 +253,7 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
 
 def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     """Dispatches on the model's output side (item-token: full scores; text-id: beam search).
+
     ``trained`` is a :class:`~llmrec_lite.runs.Trained` (from :meth:`Run.load`), so the
     prompts are encoded as in its training; or pass a model and its encoder.
     """

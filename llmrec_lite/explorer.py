@@ -22,14 +22,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import ipywidgets as W
 import numpy as np
 import torch
 
 from llmrec_lite.data import load_attributes
 from llmrec_lite.plots import as_html
 
-# umap-learn, scikit-learn, scipy.stats, pandas and plotly are the book's optional extras
+# umap-learn, scikit-learn, scipy.stats, pandas, plotly and ipywidgets are the book's optional extras
 # (pip install llmrec-lite[book]): imported where used, so the package runs without them.
 
 
@@ -59,6 +58,7 @@ POPULARITY_NEIGHBOURS = 10  # neighbours per item in :func:`neighbour_popularity
 
 def neighbour_popularity(vectors, popularity, k: int = POPULARITY_NEIGHBOURS) -> float:
     """Spearman correlation between an item's popularity and its neighbours' (log scale).
+
     Each item's ``k`` nearest neighbours (cosine, the item itself excluded) are found in the
     original space; the correlation is taken between ``log(1 + popularity)`` of the item and
     the mean of its neighbours'. A large value means popular items sit with popular items.
@@ -99,6 +99,7 @@ def norm_summary(vectors) -> dict:
 @dataclass
 class View:
     """One embedding space: the vectors, their layout and the measures."""
+
     name: str
     vectors: np.ndarray
     layout: np.ndarray
@@ -110,6 +111,7 @@ class View:
 def build_views(item_sets: dict[str, np.ndarray], token_embeddings=None, n_neighbors: int = 15, seed: int = 0,
                 n_epochs: int | None = None) -> dict[str, View]:
     """Layouts and measures for each named set of item vectors.
+
     Args:
         item_sets: e.g. ``{"WALS": factors, "stage 1": projected_1, "stage 2": projected_2}``.
         token_embeddings: The backbone's token embeddings (for the nearest-token cosine of
@@ -169,6 +171,7 @@ def projected_view(stage: int) -> str:
 
 def most_popular(popularity, num_items: int | None) -> np.ndarray:
     """Indices of the ``num_items`` most popular items, in item order (``None``: all items).
+
     Ties are broken by item index (stable sort), so the selection is deterministic.
     """
     popularity = np.asarray(popularity)
@@ -179,6 +182,7 @@ def most_popular(popularity, num_items: int | None) -> np.ndarray:
 
 def hover_texts(data, items, popularity, attributes: dict[int, list[int]], max_attributes: int = 6) -> list[str]:
     """Hover text per item: its text, training popularity and first attributes.
+
     Args:
         data: The :class:`~llmrec_lite.data.InteractionData` (for ``item_text``).
         items: Item indices.
@@ -192,6 +196,7 @@ def hover_texts(data, items, popularity, attributes: dict[int, list[int]], max_a
 @dataclass
 class ExplorerInputs:
     """What the explorer lays out: a set of items and what is known about each.
+
     Rows of every array follow ``shown``.
 
     Attributes:
@@ -204,6 +209,7 @@ class ExplorerInputs:
         position: ``{item index: row}`` for the shown items.
         tokens: The backbone's token embeddings (vocab x hidden).
     """
+
     shown: np.ndarray
     item_sets: dict[str, np.ndarray]
     popularity: np.ndarray
@@ -218,6 +224,7 @@ class ExplorerInputs:
 
     def highlights(self, evaluation, split, limit: int = 50) -> dict[int, tuple[list[int], int, list[int]]]:
         """``user -> (history rows, test-item row, top-10 rows)`` for :class:`Explorer`.
+
         Only users whose test item is laid out are kept, the first ``limit`` of them.
 
         Args:
@@ -241,6 +248,7 @@ class ExplorerInputs:
 def explorer_inputs(run, models: dict, num_items: int | None = None,
                     attributes: dict[int, list[int]] | None = None) -> ExplorerInputs:
     """The explorer's items and vectors for one run.
+
     Args:
         run: A :class:`~llmrec_lite.runs.Run` (data, split, WALS factors, backbone).
         models: ``{stage: trained model}``: :class:`~llmrec_lite.runs.Trained` models (or
@@ -251,7 +259,6 @@ def explorer_inputs(run, models: dict, num_items: int | None = None,
             (:func:`llmrec_lite.data.load_attributes`).
     """
     if attributes is None:
-
         attributes = load_attributes(run.data)
     all_popularity = run.data.item_popularity(run.split.train)
     shown = most_popular(all_popularity, num_items)
@@ -352,6 +359,7 @@ def token_layout_figure(token_xy: np.ndarray, item_xy: np.ndarray, popularity, h
 
 def nearest_token_histogram(views: dict[str, View], names: list[str] | None = None):
     """Overlaid histograms of each item's cosine to its nearest token, one per view.
+
     Args:
         views: :func:`build_views`'s result.
         names: The views to show (default: every view that has nearest-token cosines).
@@ -371,6 +379,7 @@ def nearest_token_histogram(views: dict[str, View], names: list[str] | None = No
 
 class Explorer:
     """The interactive explorer behind the chapter's ipywidgets (callbacks work headless).
+
     Args:
         item_sets: Named item-vector sets (as for :func:`build_views`).
         popularity: Training popularity per item.
@@ -378,6 +387,7 @@ class Explorer:
         hover: Hover text per item.
         user_items: ``user -> (history items, test item, top-10 recommendations)``.
     """
+
     def __init__(self, item_sets, popularity, labels, hover, user_items, seed: int = 0, n_epochs: int | None = None):
         self.n_epochs = n_epochs
         self.item_sets = item_sets
@@ -423,6 +433,7 @@ class Explorer:
 
     def widgets(self, users: list[int]):
         """ipywidgets controls wired to :meth:`figure`; returns (container, controls, output)."""
+        import ipywidgets as W
         stage = W.Dropdown(options=list(self.item_sets), description="vectors")
         colour = W.Dropdown(options=["popularity", "attribute"], description="colour")
         neighbours = W.IntSlider(value=15, min=5, max=50, step=5, description="n_neighbors")

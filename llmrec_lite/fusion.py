@@ -56,6 +56,7 @@ def _offset_mask(logits: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor])
 
 class FusionModel(nn.Module):
     """Backbone, projectors and frozen CF embeddings in one module.
+
     Args:
         backbone: A loaded :class:`~llmrec_lite.backbone.Backbone` (frozen, LoRA attached).
         user_factors, item_factors: The WALS embeddings (kept frozen, as buffers).
@@ -108,6 +109,7 @@ class FusionModel(nn.Module):
             :attr:`user_factors`: the fitted vectors, solved from the training part alone,
             unless evaluation swaps in others (:meth:`reading_users`).
     """
+
     def __init__(
         self,
         backbone: Backbone,
@@ -154,7 +156,6 @@ class FusionModel(nn.Module):
                 if calibrate:
                     projectors.calibrate(self.user_factors, self.item_factors, self.target_norm)
             elif projectors.config.hidden_size != hidden or projectors.config.cf_dim != self.user_factors.shape[1]:
-
                 raise CheckpointMismatchError(
                     f"Projectors map {projectors.config.cf_dim} -> {projectors.config.hidden_size}, but the CF "
                     f"embeddings have {self.user_factors.shape[1]} dimensions and the backbone's hidden size is {hidden}."
@@ -211,6 +212,7 @@ class FusionModel(nn.Module):
 
     def claim_backbone(self) -> None:
         """Makes the shared backbone's LoRA adapters this model's own.
+
         Every model built on one :class:`~llmrec_lite.backbone.Backbone` (a stage-1 and a
         stage-2 model of one run, say) shares its weights, LoRA adapters included, so that
         a process holds the backbone once. Without care, loading a second model would
@@ -234,6 +236,7 @@ class FusionModel(nn.Module):
 
     def reset_lora(self, seed: int) -> None:
         """Re-initialises every LoRA adapter (B = 0, so the backbone is unchanged).
+
         Several models in one process share the backbone object, so each run starts by
         putting the adapters back to their initial state instead of inheriting another run's
         (:meth:`claim_backbone` first keeps the previous owner's adapters aside).
@@ -383,6 +386,7 @@ class FusionModel(nn.Module):
                     cf: torch.Tensor | None = None,
                     known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``(rows, items)`` logits of hidden states ``(rows, hidden)`` against the catalogue.
+
         Args:
             seen: ``(row, item)`` index pairs of the items each row's prompt shows; with
                 ``history_bias`` their logits get the learned offset.
@@ -449,6 +453,7 @@ class FusionModel(nn.Module):
 
     def score_items(self, batch: Batch, items: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, items)`` scores of every catalogue item (item-token output; no response in the batch).
+
         Args:
             items: :meth:`item_matrix`, when the caller computed it once for many batches.
         """
@@ -463,6 +468,7 @@ class FusionModel(nn.Module):
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
         """Greedy continuation of left-padded prompts (text-id output), with a KV cache.
+
         Returns:
             ``(batch, max_new_tokens)`` generated token ids.
         """
@@ -481,6 +487,7 @@ class FusionModel(nn.Module):
 
     def forward(self, batch: Batch) -> dict:
         """Training loss for the model's output side.
+
         ``text-id``: mean cross-entropy over response tokens (batch built with responses).
         ``item-token``: cross-entropy of the target among all items (batch built without);
         with ``dense_weight > 0`` mixed with the mean cross-entropy of every history position

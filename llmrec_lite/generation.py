@@ -28,12 +28,14 @@ from llmrec_lite.backbone import cache_of, with_cache
 @dataclass
 class ItemTrie:
     """A prefix trie over item token sequences, as tensors.
+
     Attributes:
         child_tokens: ``(nodes, max_children)`` token ids of each node's children, ``-1`` padded.
         child_nodes: ``(nodes, max_children)`` the children's node ids (``0`` where padded).
         leaf_item: ``(nodes,)`` the item a node completes, or ``-1``.
         sequences: The token sequence of every item.
     """
+
     child_tokens: torch.Tensor
     child_nodes: torch.Tensor
     leaf_item: torch.Tensor
@@ -95,6 +97,7 @@ def forced_prefix(trie: ItemTrie) -> tuple[list[int], int]:
 
 def _prompt_forward(model, batch, forced: list[int] | None = None):
     """Runs the prompt, plus the tokens every answer starts with, in one pass.
+
     Returns (log-probs of the next token, cache, last position, attention mask, summed
     log-probability of the forced tokens). Appending the forced tokens to the prompt saves
     one sequential decoding step each, over all beams.
@@ -120,6 +123,7 @@ def _prompt_forward(model, batch, forced: list[int] | None = None):
 def constrained_beam_search(model, batch, trie: ItemTrie, num_beams: int = 10,
                             exclude: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_beams`` catalogue items per prompt by trie-constrained beam search.
+
     Args:
         model: A text-id :class:`~llmrec_lite.fusion.FusionModel`.
         batch: Prompts built with ``with_response=False`` (left padded).
@@ -193,6 +197,7 @@ def constrained_beam_search(model, batch, trie: ItemTrie, num_beams: int = 10,
 @torch.no_grad()
 def exact_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 256) -> torch.Tensor:
     """Log-likelihood of every catalogue item's answer for each prompt: ``(batch, items)``.
+
     The prompt is run once; its KV cache is copied for a chunk of items at a time, and the
     items' token sequences (grouped by length) are scored in one forward pass per chunk.
     """

@@ -102,6 +102,7 @@ def evaluation_size(profile, variant: Variant) -> int | None:
 def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
                     show_progress: bool = True, cf_weight: float = 0.0):
     """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
+
     The model is prompted as it was trained (its recorded prompt settings). The cache key
     includes the trained model's fingerprint (its result.json), so a retrained model is
     never served an old evaluation. ``cf_weight > 0``: late fusion with the WALS score
@@ -255,6 +256,7 @@ def results_markdown(rows: list[dict], header: str) -> str:
 def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, show_progress: bool = True, run=None,
                  path=None, display_name: str | None = None) -> dict:
     """Runs everything and writes ``results.json`` and ``results.md`` into ``out``.
+
     Args:
         run: A :class:`~llmrec_lite.runs.Run` already opened for this profile, dataset and
             ``out`` (the book passes its own); ``None`` opens one.

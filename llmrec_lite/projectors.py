@@ -37,6 +37,7 @@ WEIGHTS_NAME = "projectors.safetensors"
 @dataclass
 class ProjectorConfig:
     """Configuration of the user and item projectors (saved with their weights).
+
     Attributes:
         cf_dim: Dimension of the CF embeddings (WALS ``num_factors``).
         hidden_size: The backbone's hidden size (``model.config.hidden_size``).
@@ -47,6 +48,7 @@ class ProjectorConfig:
         num_users, num_items: Catalogue sizes (a checkpoint only fits the same data).
         wals_fingerprint: Fingerprint of the WALS factors they read.
     """
+
     cf_dim: int
     hidden_size: int
     hidden_dim: int = Profile.projector_hidden  # defaults: the profiles' (llmrec_lite.profiles)
@@ -72,6 +74,7 @@ class ProjectorConfig:
 
 class Projector(nn.Module):
     """``x / input_scale -> Linear -> activation -> dropout -> Linear``."""
+
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int, activation: str = "gelu", dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(in_dim, hidden_dim)
@@ -88,6 +91,7 @@ class Projector(nn.Module):
     @torch.no_grad()
     def calibrate(self, vectors: torch.Tensor, target_norm: float) -> float:
         """Sets the input scale and rescales the output layer (see the module docstring).
+
         Args:
             vectors: The CF embeddings this projector will read (all users or all items).
             target_norm: Desired mean output norm (the token embeddings' mean norm).
@@ -112,6 +116,7 @@ class Projector(nn.Module):
 
 class Projectors(nn.Module):
     """The user projector and the item projector, saved and loaded together."""
+
     def __init__(self, config: ProjectorConfig):
         super().__init__()
         self.config = config
@@ -139,6 +144,7 @@ class Projectors(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, expect: dict | None = None) -> "Projectors":
         """Loads projectors saved by :meth:`save_pretrained`.
+
         Args:
             directory: The checkpoint folder.
             expect: Values the checkpoint must match, e.g. ``{"hidden_size": 576,

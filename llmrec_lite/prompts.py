@@ -33,6 +33,7 @@ IGNORE_INDEX = -100
 class Segment:
     """A piece of a prompt: ``kind`` is ``"text"`` (``value`` a str) or a slot
     (``"user"`` / ``"item"``, ``value`` the 0-based user or item index)."""
+
     kind: str
     value: str | int
     item: int | None = None  # a text piece that spells a history item's id: that item's index
@@ -41,6 +42,7 @@ class Segment:
 @dataclass
 class Rendered:
     """A prompt rendered from a template.
+
     Attributes:
         segments: Text pieces and slots, in order, ending with `` Response:``.
         target_text: ``"<Dataset> item_<id>"`` or ``None`` when no target is given.
@@ -54,6 +56,7 @@ class Rendered:
             target): what the known-items offset of the item scores reads (``known_bias``).
             ``None`` where not recorded.
     """
+
     segments: list[Segment]
     target_text: str | None
     template: str
@@ -89,6 +92,7 @@ def render(
     max_history: int | None = DEFAULT_HISTORY,
 ) -> Rendered:
     """Renders one prompt.
+
     Args:
         template: The wording.
         data: The :class:`~llmrec_lite.data.InteractionData` (ids and dataset name).
@@ -169,6 +173,7 @@ def _merge_text(segments: list[Segment]) -> list[Segment]:
 @dataclass
 class Encoded:
     """One tokenized prompt.
+
     Attributes:
         input_ids: Token ids; slot positions hold a placeholder id (overwritten by embeddings).
         slot_positions: Positions of the slots in ``input_ids``.
@@ -184,6 +189,7 @@ class Encoded:
         prefix: :attr:`Rendered.prefix`.
         known: :attr:`Rendered.known`.
     """
+
     input_ids: list[int]
     slot_positions: list[int]
     slot_kinds: list[str]
@@ -216,6 +222,7 @@ class Encoded:
 
 def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool = True) -> Encoded:
     """Tokenizes a rendered prompt; each slot takes exactly one position.
+
     Text pieces are tokenized one by one (without special tokens), so a slot never
     merges with neighbouring text. The target, when present, is tokenized after the
     prompt and followed by end-of-sequence.
@@ -249,6 +256,7 @@ def encode(rendered: Rendered, tokenizer, add_bos: bool = False, add_eos: bool =
 @dataclass
 class Batch:
     """Padded tensors for a list of :class:`Encoded` prompts (left padding).
+
     ``slot_batch``/``slot_pos`` address every slot; ``slot_is_user`` and ``slot_values``
     say which embedding goes there. ``labels`` are ``-100`` except on response tokens.
     ``next_batch``/``next_pos``/``next_items`` address every history position of prompts
@@ -261,6 +269,7 @@ class Batch:
     ``known_batch``/``known_items`` every row with each item its user consumed before the
     target (``None`` unless every prompt carries :attr:`Rendered.known`).
     """
+
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
@@ -315,6 +324,7 @@ class Batch:
 
 def collate(items: Sequence[Encoded], pad_token_id: int, with_response: bool = True) -> Batch:
     """Pads on the left and builds masks, positions and labels.
+
     Args:
         items: Encoded prompts.
         pad_token_id: Id used for padding (never attended to).
@@ -417,6 +427,7 @@ def sample_training_prompts(split, task: str, num_samples: int | None, seed: int
 @dataclass
 class PromptEncoder:
     """Turns (template, user, history, target) into model inputs, the same way everywhere.
+
     It holds everything that decides what a model sees: the dataset (names and ids), the
     tokenizer and its BOS rule, the history length, and whether ids are embedding slots or
     text. A trained run records :meth:`config` and evaluation rebuilds the encoder from
@@ -429,6 +440,7 @@ class PromptEncoder:
         max_history: History items shown in a sequential prompt (the last ones).
         with_embeddings: Slots for ids (the fusion model) or ids as text (the baseline).
     """
+
     split: object
     tokenizer: object
     add_bos: bool = False
@@ -481,6 +493,7 @@ class PromptEncoder:
     def batches(self, template: Template, users: Sequence[int], targets: str = "test", batch_size: int = 32,
                 device=None, desc: str = "evaluate", show_progress: bool = True, by_length: bool = False):
         """Yields ``(user chunk, batch)`` over ``users``, ``batch_size`` at a time.
+
         Args:
             by_length: Batch the users in order of prompt length (shortest first) instead
                 of the given order, so that a batch carries little padding; the chunks

@@ -40,10 +40,12 @@ def _check_users(users: np.ndarray, split) -> None:
 
 class ClassicRecommender:
     """A classic baseline of a run (``popularity``, ``wals`` or ``bpr``) behind the same API.
+
     Args:
         run: A :class:`~llmrec_lite.runs.Run` (its split and WALS factors are used).
         name: ``"popularity"``, ``"wals"`` or ``"bpr"`` (BPR is fitted on construction).
     """
+
     def __init__(self, run, name: str = "wals"):
         self.split = run.split
         self.name = name
@@ -95,7 +97,6 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
 
 def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams) -> np.ndarray:
     if fusion.output == "item-token":
-
         scores = item_token_scores(fusion, batch, bf16=as_trained_precision(model, None))
         if cf_weight:
             scores = fuse_scores(scores, cf_scores(fusion.user_factors, fusion.item_factors, users), cf_weight)
@@ -113,6 +114,7 @@ def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str
               template: str | int = "seen", as_indices: bool = False, num_beams: int | None = None,
               cf_weight: float = 0.0) -> list[list]:
     """The top-``k`` items for each user.
+
     Args:
         model: A :class:`~llmrec_lite.runs.Trained` fusion model (either output side; the
             text-id side ranks by trie-constrained beam search with ``max(k, num_beams)`` beams),

@@ -61,6 +61,7 @@ MAIN_COLUMNS = {"model": "model", "task": "task", "template": "template", "users
 
 def hardware_label(machine: dict) -> str:
     """A short name for the machine a run was made on: its GPU, else its CPU model and threads.
+
     Args:
         machine: :func:`llmrec_lite.device.describe_machine`'s dictionary (``results.json``'s
             ``machine``).
@@ -78,6 +79,7 @@ def backbone_label(source: str) -> str:
 
 def provenance(result: dict) -> dict:
     """What produced a results file, stated once above its tables instead of in every row.
+
     Returns:
         ``{"dataset", "profile", "backbone", "hardware", "indexing"}`` as display strings.
     """
@@ -87,6 +89,7 @@ def provenance(result: dict) -> dict:
 
 def users_label(result: dict) -> str:
     """Which test users a dataset's rows were evaluated on, in words.
+
     ``"all 1,090 users"`` or ``"2,000 of 22,363 users: one seeded subset ..."`` (the run's
     ``users_rule``), plus the rows evaluated on fewer users (text-id rows: beam search is the
     slow part), so that a reader of one table knows what its HR@10s average over.
@@ -130,6 +133,7 @@ def table_label(result: dict, display_name: str | None = None) -> str:
 def find_row(rows: list[dict], variant: Variant | str, stage: int, task: str = MAIN_TASK,
              template: str = MAIN_TEMPLATE) -> dict:
     """The results row of one trained model on one task and template.
+
     Args:
         rows: ``results.json``'s ``rows``.
         variant: The model's :class:`~llmrec_lite.variants.Variant` (or its folder name).
@@ -181,6 +185,7 @@ def ci_text(ci, digits: int = 3) -> str:
 
 def main_table(rows: list[dict]):
     """The main results table: one line per model, metrics only (provenance goes above it).
+
     Args:
         rows: ``results.json``'s ``rows``.
 
@@ -210,6 +215,7 @@ def template_table(rows: list[dict]):
 
 def published_table(references: list[dict]):
     """The published numbers to show beside ours: model, task, rule, HR@5, HR@10, NDCG@10 and source.
+
     Args:
         references: :func:`llmrec_lite.book.reference_results` for one dataset.
     """
@@ -223,6 +229,7 @@ def published_table(references: list[dict]):
 
 def training_table(results: dict[str, dict]):
     """What every trained stage cost, per dataset: prompts, steps, minutes and final validation loss.
+
     Args:
         results: ``{dataset: results.json dictionary}``.
     """
@@ -269,6 +276,7 @@ def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples:
 
 def budget_table(profile, reference, num_train_samples: int, dataset: str | None = None):
     """Prompts and steps per trained stage under this build's profile and under a reference one.
+
     Args:
         profile: The profile the run used.
         reference: The profile to compare with (``get_profile("gpu")``: OpenP5's recipe).
@@ -277,7 +285,6 @@ def budget_table(profile, reference, num_train_samples: int, dataset: str | None
             evaluation grid skips some rows, and with them their training).
     """
     import pandas as pd
-
 
     stages = lambda runs: list(dict.fromkeys((v, s) for v, stage, _ in runs for s in stages_to_train(v, stage)))
     here = set(stages(llm_runs(profile, dataset))) if dataset is not None else None

@@ -53,6 +53,7 @@ class FinishedWorkError(FileExistsError):
 @dataclass
 class Trained:
     """A trained fusion model with everything needed to use it as it was trained.
+
     Attributes:
         model: The :class:`~llmrec_lite.fusion.FusionModel` (in eval mode).
         settings: Its stage's :class:`~llmrec_lite.train.TrainSettings`.
@@ -62,6 +63,7 @@ class Trained:
             ``targets`` (``None``: the fitted ones); :meth:`Run.load` passes the run's
             :meth:`Run.eval_user_factors`, so ``recommend`` ranks as the results do.
     """
+
     model: object
     settings: TrainSettings
     encoder: PromptEncoder
@@ -85,6 +87,7 @@ def projector_overrides(profile) -> dict:
 
 class Run:
     """A run directory for one dataset under one profile (build it with :meth:`open`).
+
     Attributes:
         out: The run directory.
         profile: The :class:`~llmrec_lite.profiles.Profile` new stages are configured from.
@@ -97,6 +100,7 @@ class Run:
             is the real validation target, as far from its training as the real test target
             is from the real training: the tuning record scores settings there.
     """
+
     def __init__(self, out, profile, data, split, wals, backbone, steps_back: int = 0):
         self.out = Path(out)
         self.profile = profile
@@ -138,6 +142,7 @@ class Run:
     def open(cls, profile, dataset: str | None, out, data_dir=None, path=None, show_progress: bool = True,
              backbone=None, display_name: str | None = None, steps_back: int = 0) -> "Run":
         """Loads data, fits (or reloads) WALS in ``out/wals`` and loads the profile's backbone.
+
         Args:
             profile: The profile new stages are configured from.
             dataset: A registered dataset, or ``None`` with ``path``.
@@ -261,6 +266,7 @@ class Run:
     def train(self, settings: TrainSettings, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
               stop_after_steps: int | None = None) -> dict:
         """Trains one stage into ``out/<variant>/stage<k>``; returns (and saves) its result.
+
         Finished work is never replaced silently: a finished stage is reused when ``resume``
         is set and its settings are the same, and replaced only with ``overwrite``.
 
@@ -339,6 +345,7 @@ class Run:
 
     def ensure(self, settings: TrainSettings, show_progress: bool = True) -> dict:
         """The result of a finished stage with exactly these settings, training it if needed.
+
         Chapters call this so that a later chapter reuses what an earlier one trained in the
         same build (the book's ``make`` target starts from an empty run directory).
         """
@@ -404,6 +411,7 @@ def _changed(saved: dict | None, config: dict) -> list[str]:
 
 def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_back: int = 0):
     """Fits WALS on the training interactions once per run directory; later stages reuse it.
+
     ``steps_back`` is the shift of a tuning run's split (see :class:`Run`); factors fitted
     on another shift are refused.
     """
@@ -443,6 +451,7 @@ def wals_metadata(data, **extra) -> dict:
 def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None = None, stage: int | None = None,
                show_progress: bool = True) -> Run:
     """Reopens a run directory with the profile and dataset it was trained with.
+
     The profile and dataset are read from a finished stage's ``config.json`` (the one named,
     else any) or, for a run holding only WALS factors, from ``wals/wals.json``.
     """

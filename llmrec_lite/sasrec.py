@@ -44,6 +44,7 @@ LOSSES = ("ce", "bce")
 @dataclass
 class SASRecConfig:
     """Hyper-parameters of SASRec (the published recipe's values by default).
+
     Attributes:
         hidden: Embedding and model width (64).
         blocks: Transformer blocks (2).
@@ -63,6 +64,7 @@ class SASRecConfig:
         seed: Seed of initialisation, batching and negative sampling.
         device: ``"cpu"`` or ``"cuda"``.
     """
+
     hidden: int = 64
     blocks: int = 2
     heads: int = 1
@@ -105,6 +107,7 @@ class Block(nn.Module):
     """Causal self-attention, then a position-wise feed-forward network; each sub-layer adds its
     (dropped-out) output to its input and layer-normalises the sum, as the SASRec code the
     published numbers on these files come from (S3-Rec, BSARec) does."""
+
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
@@ -121,10 +124,12 @@ class Block(nn.Module):
 
 class SASRec(nn.Module):
     """Item and position embeddings, ``blocks`` transformer blocks, scores against the item embeddings.
+
     Args:
         num_items: Catalogue size (item indices ``0 .. num_items - 1``).
         config: The hyper-parameters.
     """
+
     def __init__(self, num_items: int, config: SASRecConfig):
         super().__init__()
         self.num_items = num_items
@@ -185,6 +190,7 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 def training_pairs(train_parts: list[np.ndarray], max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and next-item targets of every training part: ``part[:-1] -> part[1:]``.
+
     Only items of the training parts appear (``split.train``, i.e. ``seq[:-2]``): no
     validation or test target is ever an input or a target here. Returns two left-padded
     ``(users, max_length)`` arrays of ``index + 1`` (0 where nothing is to be predicted).
@@ -217,6 +223,7 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 @dataclass
 class SASRecResult:
     """What a fit did: the validation curve, the chosen epoch and the time it took."""
+
     curve: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_hr10: float = 0.0
@@ -247,6 +254,7 @@ def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, loss: str,
 def fit_sasrec(split, config: SASRecConfig | None = None, show_progress: bool = True,
                valid_users: np.ndarray | None = None) -> tuple[SASRec, SASRecResult]:
     """Trains SASRec on the training parts, with early stopping on validation HR@10.
+
     Args:
         split: The leave-one-out split.
         config: Hyper-parameters (default: :class:`SASRecConfig`).

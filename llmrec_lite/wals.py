@@ -57,6 +57,7 @@ BACKENDS = ("torch", "implicit")
 @dataclass
 class WALSConfig:
     """Hyper-parameters of a WALS fit (saved with the factors).
+
     Attributes:
         num_factors: Embedding dimension ``k``.
         regularization: ``λ``, the L2 weight on both factor matrices.
@@ -69,6 +70,7 @@ class WALSConfig:
         seed: Seed of the random initialisation.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (torch backend).
     """
+
     # defaults: the profiles' (written once, in llmrec_lite.profiles.Profile)
     num_factors: int = Profile.wals_factors
     regularization: float = Profile.wals_regularization
@@ -109,9 +111,11 @@ class WALSConfig:
 @dataclass
 class ConfidenceCSR:
     """A CSR matrix of confidences as torch tensors on one device (what the solvers read).
+
     ``matrix`` holds the confidences ``c``; the solvers reuse its sparsity pattern
     with other values (``c - 1``, or per-entry products) through :meth:`with_values`.
     """
+
     indptr: torch.Tensor
     indices: torch.Tensor
     conf: torch.Tensor
@@ -177,6 +181,7 @@ def solve_reference(csr: ConfidenceCSR, fixed: torch.Tensor, regularization: flo
 
 def solve_batched(csr: ConfidenceCSR, fixed: torch.Tensor, regularization: float, block_rows: int = 2048) -> torch.Tensor:
     """Exact half-step for blocks of rows at once.
+
     The correction ``Σ_i (c_ui - 1) y_i y_iᵀ`` of every row in a block is one sparse
     product: the block's ``(c - 1)`` matrix times the items' flattened outer products
     ``vec(y_i y_iᵀ)`` (items x k²). The block's systems are then solved with one batched
@@ -206,6 +211,7 @@ def solve_cg(
     csr: ConfidenceCSR, fixed: torch.Tensor, current: torch.Tensor, regularization: float, steps: int = 3
 ) -> torch.Tensor:
     """Approximate half-step: ``steps`` conjugate-gradient iterations for every row at once.
+
     CG needs only products ``A_u p``, and
     ``A_u p = (YᵀY + λI) p + Σ_i (c_ui - 1)(y_iᵀp) y_i``: the dot products ``y_iᵀp_u``
     on the stored entries are one sampled dense-dense product (SDDMM), and the sum is one
@@ -245,6 +251,7 @@ def solve_cg(
 
 def wals_loss(conf: sp.csr_matrix, user_factors, item_factors, regularization: float) -> float:
     """Training objective, normalised by the total confidence weight (as ``implicit`` does).
+
     ``Σ_{u,i} c_ui (p_ui - x_uᵀy_i)²`` over *all* pairs is computed without touching the
     zeros: ``Σ_{u,i} (x_uᵀy_i)² = trace(XᵀX · YᵀY)``, plus a correction on stored entries.
     """
@@ -267,6 +274,7 @@ def wals_loss(conf: sp.csr_matrix, user_factors, item_factors, regularization: f
 
 def fold_in(item_factors: torch.Tensor, baskets, regularization: float, alpha: float) -> torch.Tensor:
     """User factors for new interaction lists, the item factors held fixed.
+
     One exact user half-step (:func:`solve_reference`): the vector WALS would give a user
     whose only interactions were ``basket``. Training prompts use it to build the user's
     vector from the items before the prompt's target (``user_vectors="prefix"``), so that
@@ -323,6 +331,7 @@ def user_vectors(way: str, wals, split, targets: str = "test") -> torch.Tensor |
 @dataclass
 class WALS:
     """Implicit-feedback WALS with interchangeable solvers and backends.
+
     Example:
         >>> model = WALS(WALSConfig(num_factors=32, iterations=10)).fit(split.train_matrix())
         >>> scores = model.user_factors @ model.item_factors.T
@@ -334,6 +343,7 @@ class WALS:
         history: One record per iteration: ``iteration``, ``loss``, ``seconds`` (solver
             time only; computing the loss is not counted).
     """
+
     config: WALSConfig = field(default_factory=WALSConfig)
     user_factors: torch.Tensor | None = None
     item_factors: torch.Tensor | None = None
@@ -341,6 +351,7 @@ class WALS:
 
     def fit(self, user_items: sp.spmatrix, show_progress: bool = True, track_loss: bool = True) -> "WALS":
         """Fits the factors on a users x items matrix of interaction counts.
+
         Args:
             user_items: Training interactions only (``LeaveOneOutSplit.train_matrix()``).
             show_progress: Show a tqdm bar.
@@ -452,6 +463,7 @@ class WALS:
 
     def save(self, directory: str | Path, metadata: dict | None = None) -> Path:
         """Writes ``factors.safetensors`` and ``wals.json`` (config, history, metadata).
+
         Both files are written through temporary files, so a crash leaves no partial file.
         """
         self._check_fitted()
@@ -474,6 +486,7 @@ class WALS:
     @classmethod
     def load(cls, directory: str | Path) -> tuple["WALS", dict]:
         """Reads factors saved by :meth:`save`; returns the model and its metadata.
+
         Raises:
             FileNotFoundError: the folder lacks ``factors.safetensors`` or ``wals.json``.
             ValueError: the stored fingerprint does not match the stored factors.

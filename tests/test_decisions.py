@@ -36,3 +36,23 @@ def test_a_profile_off_its_records_is_refused(change, monkeypatch):
     monkeypatch.setitem(__import__("llmrec_lite.profiles", fromlist=["PROFILES"]).PROFILES, "cpu", profile)
     with pytest.raises(ValueError, match="does not take its records' choices"):
         render("cpu")
+
+
+def test_every_cpu_value_off_the_defaults_has_a_row():
+    """profiles.py says so: each value the cpu profile changes is accounted for in the table."""
+    profile, base = get_profile("cpu"), Profile(name="defaults")
+    changed = {f.name for f in dataclasses.fields(Profile)
+               if f.name != "name" and getattr(profile, f.name) != getattr(base, f.name)}
+    named = {name for row in decisions(profile) for name in row.settings}
+    assert changed <= named, sorted(changed - named)
+
+
+def test_lab_runs_without_the_book_extras():
+    """The record scripts and the decisions table need no pandas or plotly (optional book extras)."""
+    code = ("import sys\n"
+            "for name in ('pandas', 'plotly', 'plotly.graph_objects', 'plotly.subplots'):\n"
+            "    sys.modules[name] = None\n"
+            "import lab.runners, lab.decisions\n"
+            "lab.decisions.render('cpu')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
