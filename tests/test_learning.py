@@ -405,7 +405,7 @@ PROFILE_AND_SHORT = {"16 + 16": {"samples_per_task": tuple(PROFILE.item_token_sa
 
 
 def _record_on_both(tmp_path, make, *args, candidates=PROFILE_AND_SHORT):
-    """``make`` (a record builder of :mod:`llmrec_lite.tuning`) on both shifted runs, whose files
+    """``make`` (a record builder of :mod:`lab.runners`) on both shifted runs, whose files
     differ only in the real test targets: the two records must be equal but for their timings.
     Returns ``(first run, second run, first record, second record)``."""
     first, second = _shifted_runs(tmp_path, OTHER_TEST_TARGETS)
