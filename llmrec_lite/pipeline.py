@@ -8,17 +8,18 @@ from __future__ import annotations
 from dataclasses import asdict
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from llmrec_lite.baselines import classic_baselines, classic_scorers
-from llmrec_lite.checkpoints import read_json
+from llmrec_lite.checkpoints import load_tensors, read_json
 from llmrec_lite.device import describe_machine
 from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
 from llmrec_lite.fileio import atomic_path, write_json
-from llmrec_lite.metrics import bootstrap_interval, paired_bootstrap, target_ranks
+from llmrec_lite.metrics import bootstrap_interval, paired_bootstrap, target_ranks, top_k
 from llmrec_lite.runs import Run
 from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
 from llmrec_lite.templates import TASKS
@@ -205,14 +206,69 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
     return out
 
 
+def wals_scores(run, users) -> torch.Tensor:
+    """The WALS dot product of ``users`` with every item, with the vectors the results read."""
+    users = np.asarray(users)
+    return torch.as_tensor(classic_scorers(run.split, run.eval_wals(), names=("wals",))["wals"](users),
+                           dtype=torch.float32)
+
+
 def wals_ranks(run, users) -> tuple[np.ndarray, np.ndarray]:
     """The test target's rank under the WALS dot product for each of ``users``: unmasked, masked."""
     users = np.asarray(users)
-    scores = torch.as_tensor(classic_scorers(run.split, run.eval_wals(), names=("wals",))["wals"](users),
-                             dtype=torch.float32)
+    scores = wals_scores(run, users)
     gold = run.split.target_items("test")[users]
     return target_ranks(scores, gold), target_ranks(scores, gold, exclude=[run.split.history(int(u), "test")
                                                                             for u in users])
+
+
+def head_scalars(run, variant: Variant, stage: int) -> dict:
+    """The learned scalars of a trained item-token head (its ``extra.safetensors``): the logit
+    scale (and, for cosine logits, the temperature ``1 / scale``), the history and known-item
+    offsets ``b`` and ``c``, and the weight ``w`` of the WALS score (0 where the head has none)."""
+    saved = load_tensors(run.stage_dir(variant, stage) / "final" / "extra.safetensors",
+                         "The saved stage is damaged: train it again.")
+    value = lambda key: float(saved[key].reshape(())) if key in saved else 0.0  # noqa: E731
+    scale = math.exp(value("item_logit_log_scale"))
+    settings = read_json(run.stage_dir(variant, stage) / "config.json")["train"]
+    out = {"item_logit": settings["item_logit"], "logit_scale": scale, "history_bias": value("item_history_bias"),
+           "known_bias": value("item_known_bias"), "cf_weight": value("item_cf_weight")}
+    if settings["item_logit"] == "cosine":
+        out["temperature"] = 1.0 / scale
+    return out
+
+
+def overlap_with_wals(run, ev: Evaluation, k: int = 10) -> dict:
+    """How far a model's ranking is the WALS ranking it reads, over the users of ``ev``.
+
+    ``top_k_jaccard``: the mean Jaccard overlap of the two top-``k`` lists (unmasked);
+    ``same_hit``: the share of users whose hit@``k`` is the same under both (unmasked and
+    masked); ``hits_in_common``: users hit by both over users hit by either.
+    """
+    scores = wals_scores(run, ev.users)
+    wals_top = top_k(scores, k)
+    model_top = np.asarray(ev.top_items)[:, :k]
+    jaccard = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(model_top.tolist(), wals_top.tolist())]
+    plain, masked = wals_ranks(run, ev.users)
+    out = {"users": int(len(ev.users)), "k": k, "top_k_jaccard": float(np.mean(jaccard))}
+    for rule, model_ranks, wals_rank in (("unmasked", ev.ranks, plain), ("masked", ev.other_ranks, masked)):
+        if model_ranks is None:
+            continue
+        a, b = np.asarray(model_ranks) < k, np.asarray(wals_rank) < k
+        out[rule] = {"same_hit": float(np.mean(a == b)),
+                     "hits_in_common": float((a & b).sum() / max(int((a | b).sum()), 1))}
+    return out
+
+
+def llm_share(run, show_progress: bool = True) -> dict:
+    """What the LLM adds beyond the WALS model it reads, as measured on the main row (item-token
+    side, sequential task, seen template): each stage's learned head scalars and its overlap
+    with the WALS ranking on the table's users."""
+    out = {}
+    for stage in (1, 2):
+        ev = evaluate_cached(run, ITEM_TOKEN, stage, "sequential", "seen", show_progress=show_progress)
+        out[f"stage {stage}"] = {"head": head_scalars(run, ITEM_TOKEN, stage), "overlap with WALS": overlap_with_wals(run, ev)}
+    return out
 
 
 SASREC_LABEL = "SASRec (full softmax)"
@@ -287,6 +343,7 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
                             "item-token and classic row"),
         "rows": rows,
         "paired": paired_comparisons(run, show_progress),
+        "llm_share": llm_share(run, show_progress),
     }
     write_json(out / "results.json", result)
     header = (f"# Results: {run.data.name}, profile {profile.name}, backbone {run.backbone.source}, "

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cli_runner import run_cli
@@ -146,3 +147,39 @@ def test_results_rows_keep_their_training_stage(smoke_pipeline):
     assert {r["stage"] for r in llm} == {1, 2}
     assert all(r["stage"] == (1 if r["model"].endswith("stage 1") else 2) for r in llm)
     assert all(r["targets"] == "test" for r in rows)
+
+
+@needs_real_data
+@pytest.mark.data
+def test_results_carry_the_llm_share(smoke_pipeline):
+    """results.json says what the LLM adds beyond WALS: each item-token stage's learned head
+    scalars (read back from the saved stage, equal to the loaded model's) and its overlap with
+    the WALS ranking over the table's users."""
+    import math
+
+    from llmrec_lite.evaluate import Evaluation
+    from llmrec_lite.metrics import top_k
+    from llmrec_lite.pipeline import overlap_with_wals, wals_ranks, wals_scores
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.runs import Run
+
+    out, _ = smoke_pipeline
+    share = json.loads((out / "results.json").read_text())["llm_share"]
+    run = Run.open(get_profile("smoke"), "lastfm", out)
+    for stage in (1, 2):
+        head, overlap = share[f"stage {stage}"]["head"], share[f"stage {stage}"]["overlap with WALS"]
+        model = run.load("item-token", stage).model
+        assert math.isclose(head["logit_scale"], float(model.item_logit_log_scale.detach().exp()), rel_tol=1e-6)
+        assert math.isclose(head["history_bias"], float(model.item_history_bias.detach()), abs_tol=1e-7)
+        assert 0.0 <= overlap["top_k_jaccard"] <= 1.0 and overlap["users"] > 0
+        for rule in ("unmasked", "masked"):
+            assert 0.0 <= overlap[rule]["same_hit"] <= 1.0 and 0.0 <= overlap[rule]["hits_in_common"] <= 1.0
+    # a "model" that ranks exactly as WALS does overlaps it fully; one that never agrees does not
+    users = np.arange(12)
+    plain, masked = wals_ranks(run, users)
+    same = Evaluation({}, top_k(wals_scores(run, users), 10), run.split.target_items("test")[users], users, plain, masked)
+    full = overlap_with_wals(run, same)
+    assert full["top_k_jaccard"] == 1.0 and full["unmasked"]["same_hit"] == 1.0 == full["masked"]["same_hit"]
+    worst = top_k(-wals_scores(run, users), 10)
+    other = Evaluation({}, worst, same.gold, users, np.full(12, 10_000), np.full(12, 10_000))
+    assert overlap_with_wals(run, other)["top_k_jaccard"] == 0.0
