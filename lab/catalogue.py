@@ -51,10 +51,11 @@ def reasons(kind: str, path: str | Path = CATALOGUE_FILE) -> dict[str, str]:
     return {name: entry["why"] for name, entry in load_catalogue(path)[kind]["candidates"].items()}
 
 
+_CATALOGUE = load_catalogue()  # read once: the constants below come from the same file
 CANDIDATES: dict[str, dict] = candidates("tuning")
 DISTANCE_CANDIDATES: dict[str, dict] = candidates("distance")
-SPREAD_SEEDS: tuple[int, ...] = tuple(load_catalogue()["seeds"]["values"])
-FUSION_WEIGHTS: tuple[float, ...] = tuple(float(w) for w in load_catalogue()["fusion_weights"]["values"])
+SPREAD_SEEDS: tuple[int, ...] = tuple(_CATALOGUE["seeds"]["values"])
+FUSION_WEIGHTS: tuple[float, ...] = tuple(float(w) for w in _CATALOGUE["fusion_weights"]["values"])
 
 
 # LoRA fields a candidate's "backbone" entry may set (the rest of the backbone is the run's own)
