@@ -88,19 +88,21 @@ def item_token_batches(model, encoder, task: str, template: str | int, targets: 
     """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
 
     Prompts are batched by length (little padding); the catalogue's item matrix is projected
-    once for all batches. With ``cf_weight > 0`` the scores are late-fused with the WALS dot
+    once for all batches, and the backbone runs on weights cast once and with its LoRA
+    adapters merged (:meth:`~llmrec_lite.fusion.FusionModel.compute_weights`). With ``cf_weight > 0`` the scores are late-fused with the WALS dot
     product (:func:`llmrec_lite.late_fusion.fuse_scores`).
     """
     cf_weight = check_cf_weight(cf_weight)
     model.eval()
     items = model.item_matrix()
     device = model.user_factors.device
-    for chunk, batch in encoder.batches(get_template(task, template), users, targets, batch_size, device, "evaluate",
-                                        show_progress, by_length=True):
-        scores = item_token_scores(model, batch, items, bf16)
-        if cf_weight:
-            scores = fuse_scores(scores, cf_scores(model.user_factors, model.item_factors, chunk), cf_weight)
-        yield chunk, scores
+    with model.compute_weights(bf16, merge_lora=True):  # same scores up to rounding, about twice as fast
+        for chunk, batch in encoder.batches(get_template(task, template), users, targets, batch_size, device,
+                                            "evaluate", show_progress, by_length=True):
+            scores = item_token_scores(model, batch, items, bf16)
+            if cf_weight:
+                scores = fuse_scores(scores, cf_scores(model.user_factors, model.item_factors, chunk), cf_weight)
+            yield chunk, scores
 
 
 @torch.no_grad()
@@ -235,7 +237,8 @@ def evaluate_text_id(trained, encoder=None, task: str = "sequential", template: 
     tops = []
     start = time.perf_counter()
     model.eval()
-    with model.reading_users(user_factors):
+    # merged adapters only: the search runs without autocast, so the weights keep their precision
+    with model.reading_users(user_factors), model.compute_weights(False, merge_lora=True):
         for chunk, batch in encoder.batches(tmpl, users, targets, batch_size, model.user_factors.device, "beam search",
                                             show_progress):
             exclude = [split.history(int(u), targets) for u in chunk] if mask_history else None

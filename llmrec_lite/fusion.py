@@ -33,6 +33,7 @@ from llmrec_lite.prompts import Batch
 from llmrec_lite.settings import check_item_logit
 from llmrec_lite.variants import OUTPUTS, Variant, check_stage
 from llmrec_lite.wals import fold_in
+from llmrec_lite.weights import compute_weights
 
 
 def seen_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -194,6 +195,7 @@ class FusionModel(nn.Module):
             param.data = param.data.to(device)
         # The LoRA adapters live inside the shared backbone; see claim_backbone.
         self._lora_snapshot: dict[str, torch.Tensor] | None = None
+        self._adapters_merged = False  # see compute_weights
         self.claim_backbone()
 
     def _trains_history_bias(self) -> bool:
@@ -424,14 +426,32 @@ class FusionModel(nn.Module):
             )
         return out.last_hidden_state
 
+    @contextmanager
+    def compute_weights(self, bf16: bool, merge_lora: bool = False):
+        """Within the block, the backbone runs on compute copies of its frozen weights (see
+        :func:`llmrec_lite.weights.compute_weights`): cast to bfloat16 once when ``bf16``
+        (the block's passes run under bfloat16 autocast), and, in a pass without gradients,
+        with this model's LoRA adapters merged into them. On exit every weight is the
+        object it was before."""
+        self.claim_backbone()  # merge this model's own adapters
+        with compute_weights(self.model, bf16, merge_lora) as merged:
+            self._adapters_merged = merged
+            try:
+                yield self
+            finally:
+                self._adapters_merged = False
+
     def idle_adapters_off(self):
         """A context that runs the backbone without its LoRA adapters while they cannot change
         anything: none of them trains (stage 1, evaluation) and every ``lora_B`` is still zero,
         as :meth:`reset_lora` leaves it. Outputs and gradients are then the same, bit for bit
         (the adapters add exact zeros), but a CPU step is much faster: in training mode LoRA's
         dropout copies the input of every adapted layer, which costs more than the adapters'
-        own products. Otherwise (stage 2, a trained model) the adapters run as usual.
+        own products. Otherwise (stage 2, a trained model) the adapters run as usual, unless
+        :meth:`compute_weights` merged them (they are off then, and stay off).
         """
+        if self._adapters_merged:
+            return nullcontext()
         lora = self._lora_parameters()
         idle = (lora and hasattr(self.model, "disable_adapter")
                 and not any(p.requires_grad for p in lora.values())

@@ -166,7 +166,7 @@ PROFILES: dict[str, Profile] = {
     # The book build on a 2-core CPU. Each value that differs from Profile's defaults has a row
     # in lab/DECISIONS.md: the record that chose it (validation targets only) or the budget it fits.
     "cpu": Profile(name="cpu", datasets=("lastfm", "beauty"), results_datasets=("lastfm", "beauty"), device="cpu",
-                   backbone="cpu", eval_users=2000, evaluation_grid="lean", item_token_samples=(1200, 800), lora_lr=1e-3,
+                   backbone="cpu", evaluation_grid="lean", item_token_samples=(1200, 800), lora_lr=1e-3,
                    text_id_samples=(200, 200), val_users=100, sasrec_max_positions=1_600_000, cf_weight=0.0,
                    user_vectors="prefix", cf_term=True, known_bias=True, eval_user_vectors="folded",
                    lora_targets=EVERY_LINEAR_LAYER, lora_dropout=0.0, **CHOSEN_HEAD),

@@ -15,6 +15,7 @@ unchanged on CPU, one GPU or several (``accelerate launch``).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 import json
 import math
 import os
@@ -124,7 +125,10 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
     bar = tqdm(total=total_steps, initial=step, desc=f"stage {settings.stage} ({settings.variant})",
                disable=not show_progress or not accelerator.is_main_process)
     model.train()
-    with open(log_path if main else os.devnull, "a" if resume else "w") as log:
+    # frozen weights cast to bfloat16 once instead of at every product: the same numbers, faster
+    fast = accelerator.unwrap_model(model).compute_weights(settings.bf16) if hasattr(
+        accelerator.unwrap_model(model), "compute_weights") else nullcontext()
+    with fast, open(log_path if main else os.devnull, "a" if resume else "w") as log:
         while batch_index < len(flat):
             epoch, b = flat[batch_index]
             encoded = epochs[epoch][b]

@@ -153,7 +153,7 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
     from llmrec_lite.pipeline import SASREC_LABEL, evaluations_for, llm_runs
 
     cpu = get_profile("cpu")
-    evaluated = min(cpu.eval_users, NUM_USERS[dataset])
+    evaluated = min(cpu.eval_users or NUM_USERS[dataset], NUM_USERS[dataset])
     rows = []
     for variant, stage, label in llm_runs(cpu, dataset):
         for task, template in evaluations_for(stage, variant, cpu, dataset):
@@ -202,12 +202,16 @@ def test_lean_shape_has_no_text_id_baseline(lean):
 
 def test_table_label_states_the_users(lean):
     label = R.table_label(lean["beauty"], "Beauty")
-    assert label.startswith("Beauty: 2,000 of 22,363 users: one seeded subset of 2000 users (seed 0)")
+    assert label.startswith("Beauty: all 22,363 users.")  # the cpu profile scores every user
     assert "Backbone SmolLM2-135M, profile cpu, Some CPU (2 threads)." in label
+    subset = {**lean["beauty"], "evaluated_users": 2000,
+              "users_rule": "one seeded subset of 2000 users (seed 0), shared by every item-token and classic row"}
+    assert R.table_label(subset, "Beauty").startswith(
+        "Beauty: 2,000 of 22,363 users: one seeded subset of 2000 users (seed 0)")
     lastfm = R.table_label(lean["lastfm"], "LastFM")
     assert lastfm.startswith("LastFM: all 1,090 users; text-id rows on 100 of them.")
     legacy = {k: v for k, v in lean["beauty"].items() if k not in ("num_users", "evaluated_users")}
-    assert R.users_label(legacy) == "2,000 users (see the users column)"  # results written before the keys
+    assert R.users_label(legacy) == "22,363 users (see the users column)"  # results written before the keys
 
 
 def test_main_table_shows_the_masked_interval(lean):
@@ -395,7 +399,7 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     assert glued["tid_s2"] == "0.0300" and glued["tid_base"] == "not trained under this profile"
     assert glued["cf_helps_text"] == "not compared with"
     assert glued["grid_name"] == "lean" and glued["grid_main_only"] == 3
-    assert glued["label_beauty"].startswith("Beauty: 2,000 of 22,363 users")
+    assert glued["label_beauty"].startswith("Beauty: all 22,363 users")
     assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == "does not hold"
     assert glued["paper_claim"] == "does not hold"  # the paper's own dataset, Beauty
     # the main dataset's paired numbers and words; every dataset's are in the table
