@@ -126,8 +126,8 @@ def fit(model, epochs: list[list[list[Encoded]]], val: list[list[Encoded]], sett
                disable=not show_progress or not accelerator.is_main_process)
     model.train()
     # frozen weights cast to bfloat16 once instead of at every product: the same numbers, faster
-    fast = accelerator.unwrap_model(model).compute_weights(settings.bf16) if hasattr(
-        accelerator.unwrap_model(model), "compute_weights") else nullcontext()
+    inner = accelerator.unwrap_model(model)
+    fast = inner.compute_weights(settings.bf16) if hasattr(inner, "compute_weights") else nullcontext()
     with fast, open(log_path if main else os.devnull, "a" if resume else "w") as log:
         while batch_index < len(flat):
             epoch, b = flat[batch_index]
