@@ -6,7 +6,8 @@ into them. This script measures what that buys, on the same machine and in the s
 for the cpu profile's models on the sequential, seen-template prompts:
 
 - evaluation: users per second of the item-token ranking before (adapters running, weights
-  cast at every product: the code as it was) and after (``evaluate_item_token`` as it is),
+  cast at every product, 32 prompts per pass: the code as it was) and after
+  (``evaluate_item_token`` as it is, at the profile's ``eval_batch_size``; and at other batch sizes),
   for the CF model with trained (non-zero) LoRA adapters and for the model without CF
   embeddings (ids as text, longer prompts); beside them the raw decoder forward pass over
   the same batches and the share of padding in them; and how many users' hit@10 differ
@@ -24,6 +25,7 @@ seeded random values so that they run as in a trained model.
 from __future__ import annotations
 
 import argparse
+import datetime
 from contextlib import nullcontext
 import json
 import sys
@@ -98,7 +100,12 @@ def shared_prefix(encoder, users) -> dict:
     return {"shared_tokens": common, "mean_prompt_tokens": mean, "share": common / mean}
 
 
-def evaluation_row(run, variant: str, users, batch_size: int, bf16: bool) -> dict:
+def evaluation_row(run, variant: str, users, batch_size: int, bf16: bool, after_batch: int | None = None,
+                   sweep=(8, 16, 32, 64)) -> dict:
+    """Before: the old path at ``batch_size`` (the old default, 32); after: ``evaluate_item_token``
+    at ``after_batch`` (the profile's ``eval_batch_size``), plus the after path at each batch
+    size of ``sweep`` (users per second), the record the profile's setting is read from."""
+    after_batch = after_batch or batch_size
     model = run.build_model(run.settings(variant, 1))
     model.set_stage(2)
     trained_adapters(model)
@@ -108,10 +115,16 @@ def evaluation_row(run, variant: str, users, batch_size: int, bf16: bool) -> dic
     before_scores(model, encoder, users[:batch_size], batch_size, bf16)  # warm-up too
     old_seconds, old_ranks = before_scores(model, encoder, users, batch_size, bf16)
     start = time.perf_counter()
-    ev = evaluate_item_token(model, encoder, users=users, batch_size=batch_size, bf16=bf16, show_progress=False)
+    ev = evaluate_item_token(model, encoder, users=users, batch_size=after_batch, bf16=bf16, show_progress=False)
     new_seconds = time.perf_counter() - start
-    raw = raw_forward(model, encoder, users, batch_size, bf16)
-    return {"variant": variant, "users": int(len(users)), "batch": batch_size, "bf16": bf16,
+    raw = raw_forward(model, encoder, users, after_batch, bf16)
+    by_batch = {}
+    for size in sweep:
+        start = time.perf_counter()
+        evaluate_item_token(model, encoder, users=users, batch_size=size, bf16=bf16, show_progress=False)
+        by_batch[str(size)] = len(users) / (time.perf_counter() - start)
+    return {"variant": variant, "users": int(len(users)), "batch": batch_size, "after_batch": after_batch,
+            "bf16": bf16, "after_users_per_second_by_batch": by_batch,
             "before": {"seconds": old_seconds, "users_per_second": len(users) / old_seconds},
             "after": {"seconds": new_seconds, "users_per_second": len(users) / new_seconds},
             "speedup": old_seconds / new_seconds, "raw_forward": raw,
@@ -164,7 +177,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--datasets", default="lastfm,beauty")
     parser.add_argument("--users", type=int, default=1000, help="evaluation users per dataset (all when fewer)")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="the before path's batch (the old default)")
     parser.add_argument("--steps", type=int, default=12, help="timed training steps per stage")
     parser.add_argument("--bf16", choices=("profile", "off"), default="profile",
                         help="'off': float32, as on a CPU without native bfloat16")
@@ -179,7 +192,8 @@ def main(argv=None) -> dict:
                        show_progress=False)
         backbone = run.backbone
         users = evaluation_users(run.split, args.users, seed=profile.seed)
-        rows = {"evaluation": [evaluation_row(run, v, users, args.batch, bf16) for v in ("item-token", "item-token-text")],
+        rows = {"evaluation": [evaluation_row(run, v, users, args.batch, bf16, profile.eval_batch_size)
+                               for v in ("item-token", "item-token-text")],
                 "training": [training_row(run, v, s, args.steps, bf16)
                              for v, s in (("item-token", 1), ("item-token", 2), ("item-token-text", 2))],
                 "prefix": {v: shared_prefix(run.encoder(with_embeddings=v == "item-token"), users)
@@ -189,6 +203,7 @@ def main(argv=None) -> dict:
                                     "training": [r["speedup"] for r in rows["training"]]}}), file=sys.stderr)
     result["backbone"] = backbone.source
     result["machine"] = describe_machine()
+    result["date"] = datetime.date.today().isoformat()
     suffix = "" if args.bf16 == "profile" else "_float32"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"speed_{profile.name}{suffix}.json"
     write_json(out, result)

@@ -82,6 +82,17 @@ def _distance_choice(name: str) -> dict:
 _PROFILE_ORDER = [f.name for f in fields(Profile)]
 
 
+def fastest_eval_batch(speed: dict) -> int:
+    """The evaluation batch size with the most users per second summed over the speed record's
+    rows (every dataset, both prompt kinds); a speed setting: scores move by rounding only."""
+    totals: dict[int, float] = {}
+    for rows in speed["datasets"].values():
+        for row in rows["evaluation"]:
+            for size, rate in row["after_users_per_second_by_batch"].items():
+                totals[int(size)] = totals.get(int(size), 0.0) + rate
+    return max(totals, key=totals.get)
+
+
 def decisions(profile: Profile) -> list[Decision]:
     """The rows of the table for ``profile`` (the cpu profile's records decide its values)."""
     tune = _records("tune_*_{profile}.json", profile)
@@ -93,6 +104,7 @@ def decisions(profile: Profile) -> list[Decision]:
     way = user_vectors_ranking(vectors)[0][0]
     weight = fusion_choice(fusion)
     far_fields = _distance_choice(far_name)
+    speed = _records("speed_{profile}.json", profile)
     return [
         Decision(tuple(CHOSEN_HEAD), "tune_*_{profile}.json",
                  "short runs; best mean validation HR@10 over the datasets, then masked",
@@ -107,6 +119,10 @@ def decisions(profile: Profile) -> list[Decision]:
         Decision(("cf_weight",), "fusion_*_{profile}.json",
                  "the distance choice's model re-ranked at each weight; best mean far HR@10, then masked",
                  {"cf_weight": weight}, _measured(fusion)),
+        Decision(("eval_batch_size",), "speed_{profile}.json",
+                 "most evaluation users per second over the batch sweep (both datasets, both prompt kinds)",
+                 {"eval_batch_size": fastest_eval_batch(speed[0])},
+                 measured_on(speed[0], "")),
         Decision(("results_datasets", "eval_users", "val_users", "text_id_samples", "text_id_eval_users",
                   "sasrec_max_positions", "evaluation_grid"), "",
                  "budget: the whole book within the hour on a 2-core CPU (benchmarks/README.md, build times)"),

@@ -32,6 +32,8 @@ class Evaluation:
     users: np.ndarray
     ranks: np.ndarray | None = None
     other_ranks: np.ndarray | None = None  # the other rule's ranks (masked when the metrics are unmasked)
+    # masked ranks of the LLM's own term (the head's WALS term left out), for models with a CF term
+    llm_alone_ranks: np.ndarray | None = None
 
     def bootstrap(self, key: str = "hr@10", samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
         """Percentile bootstrap interval of a metric over users (resampled with replacement)."""
@@ -63,14 +65,23 @@ def as_trained_precision(trained, bf16: bool | None) -> bool:
 
 
 @torch.no_grad()
-def item_token_scores(model, batch, items: torch.Tensor | None = None, bf16: bool = False) -> torch.Tensor:
+def item_token_scores(model, batch, items: torch.Tensor | None = None, bf16: bool = False,
+                      llm_alone: bool = False):
     """``(batch, items)`` float32 scores on the CPU: the backbone under bfloat16 autocast when
     ``bf16`` (as in training), the scores themselves in float32 (see
-    :meth:`~llmrec_lite.fusion.FusionModel.item_logits`)."""
+    :meth:`~llmrec_lite.fusion.FusionModel.item_logits`).
+
+    ``llm_alone``: return ``(scores, scores without the head's WALS term)`` from the same
+    forward pass (the second is ``None`` for a model without a CF term).
+    """
     device = model.user_factors.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         hidden = model.last_hidden(batch)
-    return model.answer_scores(hidden, batch, items).float().cpu()
+    scores = model.answer_scores(hidden, batch, items).float().cpu()
+    if not llm_alone:
+        return scores
+    alone = model.answer_scores(hidden, batch, items, cf_term=False).float().cpu() if model.cf_term else None
+    return scores, alone
 
 
 def _unpack(trained, encoder):
@@ -84,8 +95,10 @@ def _unpack(trained, encoder):
 
 @torch.no_grad()
 def item_token_batches(model, encoder, task: str, template: str | int, targets: str, users, batch_size: int = 32,
-                       bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True):
-    """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts.
+                       bf16: bool = False, cf_weight: float = 0.0, show_progress: bool = True, llm_alone: bool = False):
+    """Yields ``(user indices, (len, items) scores)`` for every batch of ``users``' prompts
+    (``llm_alone``: ``(user indices, scores, scores of the LLM term alone or None)``, see
+    :func:`item_token_scores`).
 
     Prompts are batched by length (little padding); the catalogue's item matrix is projected
     once for all batches, and the backbone runs on weights cast once and with its LoRA
@@ -99,10 +112,10 @@ def item_token_batches(model, encoder, task: str, template: str | int, targets: 
     with model.compute_weights(bf16, merge_lora=True):  # same scores up to rounding, about twice as fast
         for chunk, batch in encoder.batches(get_template(task, template), users, targets, batch_size, device,
                                             "evaluate", show_progress, by_length=True):
-            scores = item_token_scores(model, batch, items, bf16)
+            scores, alone = item_token_scores(model, batch, items, bf16, llm_alone=True)
             if cf_weight:
                 scores = fuse_scores(scores, cf_scores(model.user_factors, model.item_factors, chunk), cf_weight)
-            yield chunk, scores
+            yield (chunk, scores, alone) if llm_alone else (chunk, scores)
 
 
 @torch.no_grad()
@@ -130,7 +143,9 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
             :func:`~llmrec_lite.wals.history_user_factors` for ``targets``.
 
     The work is done once (:func:`item_token_batches`), and both rules' ranks come from the
-    same scores.
+    same scores. A model whose head adds the WALS score (``cf_term``) is also ranked by its
+    LLM term alone, history masked (``llm_alone_ranks``; metrics ``*_llm_alone_masked``), from
+    the same forward pass.
     """
     bf16 = as_trained_precision(trained, bf16)
     model, encoder = _unpack(trained, encoder)
@@ -138,15 +153,17 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     tmpl = get_template(task, template)
     gold_items = split.target_items(check_targets(targets))
-    ranks, masked, tops, order = [], [], [], []
+    ranks, masked, alone_ranks, tops, order = [], [], [], [], []
     start = time.perf_counter()
     with model.reading_users(user_factors):
-        for chunk, scores in item_token_batches(model, encoder, task, template, targets, users, batch_size, bf16,
-                                                cf_weight, show_progress):
+        for chunk, scores, alone in item_token_batches(model, encoder, task, template, targets, users, batch_size,
+                                                       bf16, cf_weight, show_progress, llm_alone=True):
             gold = gold_items[chunk]
             histories = [split.history(int(u), targets) for u in chunk]
             ranks.append(target_ranks(scores, gold))
             masked.append(target_ranks(scores, gold, exclude=histories))
+            if alone is not None:
+                alone_ranks.append(target_ranks(alone, gold, exclude=histories))
             tops.append(top_k(scores, top, exclude=histories if mask_history else None))
             order.append(chunk)
     seconds = time.perf_counter() - start
@@ -154,15 +171,18 @@ def evaluate_item_token(trained, encoder=None, task: str = "sequential", templat
     position = {int(u): i for i, u in enumerate(np.concatenate(order))}
     back = np.array([position[int(u)] for u in users], dtype=np.int64)
     ranks, masked, tops = (np.concatenate(x)[back] for x in (ranks, masked, tops))
+    alone_ranks = np.concatenate(alone_ranks)[back] if alone_ranks else None
     plain, other = (masked, ranks) if mask_history else (ranks, masked)
     metrics = metrics_from_ranks(plain, ks)
     metrics.update(metrics_from_ranks(other, ks, "_unmasked" if mask_history else "_masked"))
+    if alone_ranks is not None:
+        metrics.update(metrics_from_ranks(alone_ranks, ks, "_llm_alone_masked"))
     metrics.update({"users": int(len(users)), "seconds": seconds, "users_per_second": len(users) / max(seconds, 1e-9),
                     "task": task, "template": tmpl.name, "targets": targets, "masked": mask_history})
     metrics["bf16"] = bf16
     if cf_weight:
         metrics["cf_weight"] = float(cf_weight)
-    return Evaluation(metrics, tops, gold_items[users], users, plain, other)
+    return Evaluation(metrics, tops, gold_items[users], users, plain, other, alone_ranks)
 
 
 def evaluate_earlier_targets(trained, steps_back: int, **kwargs) -> Evaluation:

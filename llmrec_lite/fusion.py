@@ -479,11 +479,19 @@ class FusionModel(nn.Module):
         """
         return self.answer_scores(self.last_hidden(batch), batch, items)
 
-    def answer_scores(self, hidden: torch.Tensor, batch: Batch, items: torch.Tensor | None = None) -> torch.Tensor:
+    def answer_scores(self, hidden: torch.Tensor, batch: Batch, items: torch.Tensor | None = None,
+                      cf_term: bool = True) -> torch.Tensor:
         """``(batch, items)`` item scores of each row's answer position from its hidden state
         ``(batch, hidden)``, with every term of the head (history offset, CF term): the one
-        place training, validation and evaluation score an answer."""
-        return self.item_logits(hidden, items, seen_pairs(batch), self.cf_scores(batch), known_pairs(batch))
+        place training, validation and evaluation score an answer.
+
+        Args:
+            cf_term: ``False`` leaves the WALS score out (its weight ``w`` read as 0): the LLM's
+                own term, which evaluation ranks beside the full score to show what the LLM
+                adds to the WALS model it reads.
+        """
+        cf = self.cf_scores(batch) if cf_term else None
+        return self.item_logits(hidden, items, seen_pairs(batch), cf, known_pairs(batch))
 
     @torch.no_grad()
     def greedy_generate(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
 from llmrec_lite.fileio import atomic_path, write_json
 from llmrec_lite.metrics import bootstrap_interval, paired_bootstrap, target_ranks, top_k
 from llmrec_lite.runs import Run
-from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, save_sasrec
+from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, sasrec_scorer, save_sasrec
 from llmrec_lite.templates import TASKS
 from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT, Variant
 
@@ -35,6 +35,11 @@ LLM_RUNS = (
     (TEXT_ID_TEXT, 2, "text id, ids as text (no CF; OpenP5's Llama-S analogue)"),
 )
 
+
+# paired comparisons that say what the LLM adds to the CF model it reads (see paired_comparisons)
+S2_VS_SASREC = "stage 2 - SASRec"
+S2_VS_LLM_ALONE = "stage 2 - its LLM term alone"
+LLM_ALONE_VS_WALS = "stage 2's LLM term alone - WALS"
 
 # the late-fusion row (stage-2 item-token scores plus the WALS score; see llmrec_lite.late_fusion):
 # its own variant name, so that find_row never mistakes it for the model alone
@@ -115,21 +120,27 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     fused = f"|cf_weight={cf_weight!r}" if cf_weight else ""  # the model alone keeps its earlier keys
     vectors = run.profile.eval_user_vectors
     reading = "" if vectors == "fitted" else f"|user_vectors={vectors}"  # fitted ones keep their keys too
-    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}{reading}".encode()).hexdigest()[:16]
+    batch = run.profile.eval_batch_size  # rounding only, but a cached result says how it was made
+    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}{reading}|batch={batch}".encode()
+                         ).hexdigest()[:16]
     name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
     cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
         saved = json.loads(cache.read_text())
-        other = saved.get("other_ranks")
+        other, alone = saved.get("other_ranks"), saved.get("llm_alone_ranks")
         return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
-                          np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other))
+                          np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other),
+                          None if alone is None else np.array(alone))
     users = evaluation_users(run.split, n_users, seed=run.profile.seed)
     extra = {"cf_weight": cf_weight} if cf_weight else {}
+    if variant.output == "item-token":
+        extra["batch_size"] = batch
     ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
                         show_progress=show_progress, user_factors=run.eval_user_factors(), **extra)
     write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
                        "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
-                       "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist()})
+                       "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist(),
+                       "llm_alone_ranks": None if ev.llm_alone_ranks is None else ev.llm_alone_ranks.tolist()})
     return ev
 
 
@@ -198,12 +209,34 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
         add(name, (one.ranks, one.other_ranks), (other.ranks, other.other_ranks))
     alone = ranks(ITEM_TOKEN, 2)
     add("stage 2 - WALS", (alone.ranks, alone.other_ranks), wals_ranks(run, alone.users))
+    add(S2_VS_SASREC, (alone.ranks, alone.other_ranks), sasrec_ranks(run, alone.users, show_progress))
+    if alone.llm_alone_ranks is not None:  # the head's two terms apart: masked only (the known-item offset is moot)
+        for name, one, other in ((S2_VS_LLM_ALONE, alone.other_ranks, alone.llm_alone_ranks),
+                                 (LLM_ALONE_VS_WALS, alone.llm_alone_ranks, wals_ranks(run, alone.users)[1])):
+            out.append({"comparison": name, "rule": "masked", **paired_bootstrap(one, other)})
     if run.profile.cf_weight:
         fused = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
                                 cf_weight=run.profile.cf_weight)
         add("late fusion - stage 2", (fused.ranks, fused.other_ranks), (alone.ranks, alone.other_ranks))
         add("late fusion - WALS", (fused.ranks, fused.other_ranks), wals_ranks(run, fused.users))
     return out
+
+
+def sasrec_ranks(run, users, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The test target's rank under the run's SASRec for each of ``users``: unmasked, masked
+    (trained first if the run has none yet, as :func:`sasrec_metrics` does)."""
+    users = np.asarray(users)
+    if not (run.out / "sasrec" / "sasrec.json").exists():
+        sasrec_metrics(run, show_progress, users=table_users(run))
+    model, _ = load_sasrec(run.out / "sasrec")
+    scorer, gold = sasrec_scorer(model, run.split, "test"), run.split.target_items("test")
+    plain, masked = [], []
+    for b in range(0, len(users), 512):
+        chunk = users[b: b + 512]
+        scores = torch.as_tensor(scorer(chunk), dtype=torch.float32)
+        plain.append(target_ranks(scores, gold[chunk]))
+        masked.append(target_ranks(scores, gold[chunk], exclude=[run.split.history(int(u), "test") for u in chunk]))
+    return np.concatenate(plain), np.concatenate(masked)
 
 
 def wals_scores(run, users) -> torch.Tensor:
@@ -267,7 +300,12 @@ def llm_share(run, show_progress: bool = True) -> dict:
     out = {}
     for stage in (1, 2):
         ev = evaluate_cached(run, ITEM_TOKEN, stage, "sequential", "seen", show_progress=show_progress)
-        out[f"stage {stage}"] = {"head": head_scalars(run, ITEM_TOKEN, stage), "overlap with WALS": overlap_with_wals(run, ev)}
+        entry = {"head": head_scalars(run, ITEM_TOKEN, stage), "overlap with WALS": overlap_with_wals(run, ev),
+                 "hr@10_masked": float(np.mean(np.asarray(ev.other_ranks) < 10))}
+        if ev.llm_alone_ranks is not None:  # each term of the head alone, history masked
+            entry["llm_term_alone_hr@10_masked"] = float(np.mean(ev.llm_alone_ranks < 10))
+            entry["wals_term_alone_hr@10_masked"] = float(np.mean(wals_ranks(run, ev.users)[1] < 10))
+        out[f"stage {stage}"] = entry
     return out
 
 

@@ -58,6 +58,8 @@ class Profile:
             them up to this many, else one seeded subset of this size shared by every row
             (``None``: all).
         text_id_eval_users: Test users for text-id models (beam search is the slow part).
+        eval_batch_size: Prompts per forward pass when item-token models rank the catalogue
+            (a speed setting: scores move by rounding only; ``benchmarks/speed.py`` sweeps it).
         explorer_items: Items the embedding explorer lays out (the most popular; ``None``: all).
         explorer_tokens: Token embeddings sampled for context in the explorer.
         umap_epochs: UMAP optimisation epochs (``None``: umap-learn's default).
@@ -129,6 +131,7 @@ class Profile:
     val_users: int = 200
     eval_users: int | None = None
     text_id_eval_users: int | None = 100
+    eval_batch_size: int = 32
     eval_every: int = 50
     checkpoint_every: int = 25
     explorer_items: int | None = 1500

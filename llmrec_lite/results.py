@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import math
 
-from llmrec_lite.pipeline import LATE_FUSION, LLM_RUNS, SASREC_LABEL, evaluations_for, llm_runs, stages_to_train
+from llmrec_lite.pipeline import (LATE_FUSION, LLM_ALONE_VS_WALS, LLM_RUNS, S2_VS_LLM_ALONE, S2_VS_SASREC, SASREC_LABEL,
+                                  evaluations_for, llm_runs, stages_to_train)
 from llmrec_lite.settings import TrainSettings, prompts_per_task, training_steps
 from llmrec_lite.variants import ITEM_TOKEN, Variant
 
@@ -491,6 +492,70 @@ def paired_words(entry: dict | None) -> str:
     zero"``, ``"below zero"``, ``"not separated from zero"``), or :data:`NOT_COMPUTED` for an
     entry the build has not (``None``: a comparison with a row the profile does not make)."""
     return NOT_COMPUTED if entry is None else PAIRED_WORDS[entry["verdict"]]
+
+
+# --------------------------------------------------------------------------- the title question
+
+# stage 2 against each ranker that bears on "does the LLM add to the CF model it reads?"
+QUESTION_ROWS = ((S2_VS_WALS, "WALS, the CF vectors it reads"), (S2_VS_SASREC, "SASRec"),
+                 (S2_VS_S1, "stage 1 (LLM frozen)"), (S2_VS_NOCF, "the same LLM without CF embeddings"),
+                 (S2_VS_LLM_ALONE, "its own LLM term alone (WALS weight set to 0)"))
+
+
+def question_table(results: dict[str, dict], names: dict[str, str] | None = None):
+    """Stage 2 against every ranker of :data:`QUESTION_ROWS` on each dataset, over the same
+    users: HR@10 differences with paired bootstrap 95% intervals, history masked (the rule
+    under which WALS and SASRec are fair rankers), then the unmasked (OpenP5) difference
+    beside it. A comparison the build has not made shows ``-``."""
+    import pandas as pd
+
+    records = []
+    for dataset, result in results.items():
+        paired = result.get("paired")
+        for comparison, against in QUESTION_ROWS:
+            masked, plain = find_paired(paired, comparison, "masked"), find_paired(paired, comparison, "unmasked")
+            ci = lambda e: "-" if e is None else f"[{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]"  # noqa: E731
+            records.append({"dataset": (names or {}).get(dataset, dataset), "stage 2 against": against,
+                            "masked difference": None if masked is None else masked["difference"],
+                            "masked paired 95% CI": ci(masked), "masked interval": paired_words(masked),
+                            "unmasked difference": None if plain is None else plain["difference"],
+                            "unmasked paired 95% CI": ci(plain),
+                            "users": (masked or plain or {}).get("users")})
+    return pd.DataFrame(records)
+
+
+LLM_ADDS = {"above": "adds to", "below": "takes away from", "not separated": "is not shown to add to"}
+
+
+def llm_adds_words(paired: list[dict]) -> str:
+    """The answer to the title question on one dataset, from stage 2 - WALS history masked:
+    ``"adds to"`` (interval above zero), ``"takes away from"`` (below) or ``"is not shown to
+    add to"`` (the interval holds zero); :data:`NOT_COMPUTED` without that comparison."""
+    entry = find_paired(paired, S2_VS_WALS, "masked")
+    return NOT_COMPUTED if entry is None else LLM_ADDS[paired_verdict(entry["ci95"])]
+
+
+def question_sentence(result: dict, name: str) -> str:
+    """One dataset's answer to the title question in words, every number read from its
+    ``results.json``: the verdict of stage 2 - WALS (masked, paired), the head's learned WALS
+    weight and known-item offset, the top-10 overlap with WALS, and the LLM term alone."""
+    paired, share = result["paired"], result["llm_share"]["stage 2"]
+    head, overlap = share["head"], share["overlap with WALS"]
+
+    def interval(comparison):
+        entry = find_paired(paired, comparison, "masked")
+        return "not computed" if entry is None else \
+            f"{entry['difference']:+.4f} [{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]"
+
+    text = (f"On {name}, stage 2 {llm_adds_words(paired)} the WALS model it reads (stage 2 - WALS, masked: "
+            f"{interval(S2_VS_WALS)}); its head weighs the WALS score by w = {head['cf_weight']:.3f}, offsets "
+            f"consumed items by c = {head['known_bias']:.2f}, and its top-10 lists share "
+            f"{overlap['top_k_jaccard']:.0%} of their items with WALS's (mean Jaccard).")
+    alone = share.get("llm_term_alone_hr@10_masked")
+    if alone is not None:
+        text += (f" Its LLM term alone reaches HR@10 {alone:.4f} masked against {share['hr@10_masked']:.4f} for the "
+                 f"whole head (LLM term alone - WALS: {interval(LLM_ALONE_VS_WALS)}).")
+    return text
 
 
 # --------------------------------------------------------------------------- the paper's comparison

@@ -228,6 +228,18 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     assert close(glued["paired_s2_wals_masked_lo"], entry["ci95"][0])
     assert close(glued["paired_s2_wals_masked_hi"], entry["ci95"][1])
     assert glued["paired_s2_wals_masked"] == R.PAIRED_WORDS[entry["verdict"]]
+    # 7.6, the title question: the head's two terms apart, and the words glued from the intervals
+    alone = stage2.get("llm_alone_ranks")
+    entry = R.find_paired(result["paired"], R.S2_VS_LLM_ALONE, "masked")
+    assert (entry is None) == (alone is None) == (not profile.cf_term)
+    if alone is not None:
+        again = paired_bootstrap(np.array(stage2["other_ranks"]), np.array(alone))
+        assert close(entry["difference"], again["difference"]) and entry["verdict"] == again["verdict"]
+        share = result["llm_share"]["stage 2"]
+        assert close(share["llm_term_alone_hr@10_masked"], float(np.mean(np.array(alone) < 10)))
+        assert close(share["wals_term_alone_hr@10_masked"], wals_row["hr@10_masked"])
+    assert glued["question_answer"].startswith(R.question_sentence(result, data.display_name))
+    assert R.llm_adds_words(result["paired"]) in glued["question_answer"]
 
     # SASRec: the row's numbers, recomputed from the saved model on the same users
     from llmrec_lite.sasrec import evaluate_sasrec, load_sasrec
@@ -238,6 +250,10 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     for key in ("hr@5", "hr@10", "hr@5_masked", "hr@10_masked"):
         assert close(sasrec_row[key], again[key]), key
     assert close(glued["sasrec_hr10"], again["hr@10"]) and close(glued["sasrec_hr10_masked"], again["hr@10_masked"])
+    for rule, suffix in (("unmasked", ""), ("masked", "_masked")):  # 7.6's stage 2 - SASRec, paired on the same users
+        entry = R.find_paired(result["paired"], R.S2_VS_SASREC, rule)
+        stage2_hits = np.mean(np.array(stage2["ranks" if rule == "unmasked" else "other_ranks"]) < 10)
+        assert close(entry["difference"], stage2_hits - again["hr@10" + suffix]) and entry["users"] == len(users)
     assert glued["sasrec_epoch"] == sasrec_row["best_epoch"] == record.best_epoch <= profile.sasrec_max_epochs
     assert sasrec_row["epochs_run"] == record.epochs_run == len(sasrec_row["curve"])  # validated every epoch
     assert sasrec_row["best_epoch"] in [c["epoch"] for c in sasrec_row["curve"]]

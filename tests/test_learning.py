@@ -875,6 +875,31 @@ def test_cf_term_adds_the_learned_multiple_of_the_wals_score(tiny_run, tmp_path)
     assert tiny_run.config(settings(1))["train"]["cf_term"] is False
 
 
+def test_llm_term_alone_is_the_head_without_its_wals_term(tiny_run):
+    from llmrec_lite.evaluate import evaluate_item_token, item_token_scores
+
+    model = tiny_run.build_model(settings(1, cf_term=True, known_bias=True))
+    encoder = tiny_run.encoder()
+    users = np.arange(tiny_run.split.num_users)
+    with torch.no_grad():
+        model.item_cf_weight.fill_(3.0)
+        model.item_known_bias.fill_(-2.0)
+        both = evaluate_item_token(model, encoder, users=users, show_progress=False)
+        model.item_cf_weight.fill_(0.0)
+        without = evaluate_item_token(model, encoder, users=users, show_progress=False)
+    # w read as 0 in the same pass: exactly the masked ranks of the same model with w = 0
+    np.testing.assert_array_equal(both.llm_alone_ranks, without.other_ranks)
+    assert both.metrics["hr@10_llm_alone_masked"] == without.metrics["hr@10_masked"]
+    batch = encoder.batch(get_template("sequential", 0), [0, 1])
+    wals = tiny_run.wals.user_factors[[0, 1]] @ tiny_run.wals.item_factors.T
+    with torch.no_grad():
+        model.item_cf_weight.fill_(3.0)
+        scores, alone = item_token_scores(model, batch, model.item_matrix(), llm_alone=True)
+    torch.testing.assert_close(scores - alone, 3.0 * wals)  # the one term left out
+    plain = tiny_run.build_model(settings(1))  # no CF term: nothing to leave out
+    assert evaluate_item_token(plain, encoder, users=users, show_progress=False).llm_alone_ranks is None
+
+
 def test_answer_leak_reads_no_test_target(tiny_run):
     from llmrec_lite.baselines import answer_leak
 

@@ -170,7 +170,7 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
              classic(SASREC_LABEL, sasrec, list(sasrec_ci), 0.065, list(sasrec_masked_ci), evaluated,
                      curve=curve, best_epoch=4, epochs_run=6, train_seconds=90.0, seconds_per_epoch=15.0)]
     paired = []
-    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF, R.S2_VS_WALS):  # as the pipeline writes them
+    for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF, R.S2_VS_WALS, R.S2_VS_SASREC):  # as the pipeline writes them
         paired.append({"comparison": comparison, "rule": "unmasked", "key": "hr@10", "difference": 0.05,
                        "ci95": [0.03, 0.07], "users": evaluated, "verdict": "above"})
         paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": 0.0,
@@ -183,7 +183,9 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
             f"one seeded subset of {cpu.eval_users} users (seed 0), shared by every item-token and classic row")
     return {"dataset": dataset, "profile": "cpu", "backbone": "HuggingFaceTB/SmolLM2-135M", "indexing": "sequential",
             "machine": {"cpu_model": "Some CPU", "torch_threads": 2}, "training": training, "rows": rows,
-            "num_users": NUM_USERS[dataset], "evaluated_users": evaluated, "users_rule": rule, "paired": paired}
+            "num_users": NUM_USERS[dataset], "evaluated_users": evaluated, "users_rule": rule, "paired": paired,
+            "llm_share": {f"stage {s}": {"head": {"cf_weight": 0.4, "known_bias": -5.0}, "hr@10_masked": 0.06,
+                                         "overlap with WALS": {"top_k_jaccard": 0.7}} for s in (1, 2)}}
 
 
 @pytest.fixture
@@ -245,7 +247,7 @@ def test_side_of_target_reads_the_printed_precision():
 
 def test_paired_table_and_words(lean):
     table = R.paired_table(lean, NAMES)
-    assert len(table) == 16 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 4 comparisons x 2 rules x 2
+    assert len(table) == 20 and list(table["dataset"].unique()) == ["LastFM", "Beauty"]  # 5 comparisons x 2 rules x 2
     assert table["paired 95% CI"].iloc[0] == "[+0.0300, +0.0700]"
     assert table["interval"].tolist()[:2] == ["above zero", "not separated from zero"]
     entry = R.find_paired(lean["lastfm"]["paired"], R.S2_VS_NOCF, "masked")
@@ -265,6 +267,39 @@ def test_paired_words_flip_when_the_interval_crosses_zero():
 
     words = [R.paired_words(entry(lo, lo + 0.02)) for lo in (0.001, -0.001, -0.019, -0.021)]
     assert words == ["above zero", "not separated from zero", "not separated from zero", "below zero"]
+
+
+def test_question_table_sets_stage_2_against_each_ranker(lean):
+    table = R.question_table(lean, NAMES)
+    assert len(table) == 2 * len(R.QUESTION_ROWS) and table["dataset"].tolist()[0] == "LastFM"
+    wals = table.iloc[0]
+    assert wals["stage 2 against"].startswith("WALS") and wals["masked difference"] == 0.0
+    assert wals["masked paired 95% CI"] == "[-0.0100, +0.0100]" and wals["unmasked paired 95% CI"] == "[+0.0300, +0.0700]"
+    assert wals["masked interval"] == "not separated from zero"
+    alone = table.iloc[len(R.QUESTION_ROWS) - 1]  # the fixture has no LLM-alone entry: shown as not computed
+    assert alone["masked paired 95% CI"] == "-" and alone["masked interval"] == R.NOT_COMPUTED
+
+
+def test_the_title_answer_flips_with_its_interval():
+    """Stage 2 - WALS (masked) decides the words: above zero "adds to", straddling zero "is
+    not shown to add to", below zero "takes away from"; the sentence carries its numbers."""
+    def result(lo, hi, alone=None):
+        paired = [{"comparison": R.S2_VS_WALS, "rule": "masked", "difference": (lo + hi) / 2, "ci95": [lo, hi],
+                   "users": 100, "verdict": R.paired_verdict((lo, hi))}]
+        share = {"head": {"cf_weight": 0.5, "known_bias": -3.0}, "overlap with WALS": {"top_k_jaccard": 0.8},
+                 "hr@10_masked": 0.1}
+        if alone is not None:
+            share["llm_term_alone_hr@10_masked"] = alone
+        return {"paired": paired, "llm_share": {"stage 2": share}}
+
+    words = [R.llm_adds_words(result(lo, lo + 0.02)["paired"]) for lo in (0.001, -0.001, -0.021)]
+    assert words == ["adds to", "is not shown to add to", "takes away from"]
+    assert R.llm_adds_words([]) == R.NOT_COMPUTED
+    sentence = R.question_sentence(result(-0.021, -0.001, alone=0.05), "Shop")
+    assert sentence.startswith("On Shop, stage 2 takes away from the WALS model it reads")
+    assert "-0.0110 [-0.0210, -0.0010]" in sentence and "w = 0.500" in sentence and "80%" in sentence
+    assert "HR@10 0.0500 masked against 0.1000" in sentence
+    assert "LLM term alone" not in R.question_sentence(result(0.001, 0.021), "Shop")
 
 
 def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
