@@ -159,6 +159,28 @@ def distance_ranking(records: list[dict]) -> list[tuple[str, float, float]]:
                         "candidate; run the same --candidates on every dataset")
 
 
+def far_ranking_figure(records: list[dict], ranked: list[tuple[str, float, float]], chosen: int | None = None):
+    """The distance records' candidates by rank of their mean far HR@10 (black line), each
+    dataset's value with its 95% bootstrap interval; ``chosen``: the rank index to mark as
+    the profile's candidate."""
+    import plotly.graph_objects as go
+
+    names, rank = [n for n, _, _ in ranked], list(range(1, len(ranked) + 1))
+    fig = go.Figure(go.Scatter(x=rank, y=[hr for _, hr, _ in ranked], text=names, name="mean over the datasets",
+                               line=dict(color="black")))
+    for r in records:
+        rows = [next(c for c in r["candidates"] if c["name"] == n) for n in names]
+        y, ci = [c["far"]["hr@10"] for c in rows], [c["far_hr@10_ci95"] for c in rows]
+        fig.add_trace(go.Scatter(x=rank, y=y, text=names, mode="markers", name=r["dataset"], error_y=dict(
+            array=[c[1] - v for c, v in zip(ci, y)], arrayminus=[v - c[0] for c, v in zip(ci, y)])))
+    if chosen is not None:
+        fig.add_annotation(x=rank[chosen], y=ranked[chosen][1], text="the profile's candidate", ax=60, ay=-40)
+    fig.update_layout(title="Distance record: stage-2 HR@10 on the far target (bars: 95% bootstrap CI; hover: candidate)",
+                      xaxis_title="candidate, by rank of its mean (1: the rule's choice)",
+                      yaxis_title="HR@10, two items past training")
+    return fig
+
+
 def measured_on(record: dict, name: str) -> str:
     """``"<machine>, <precision>, <date>"`` of a record's row: the last ``added`` batch that
     holds it, else the record's own (a row added later can come from another machine, and

@@ -112,7 +112,8 @@ def item_token_batches(model, encoder, task: str, template: str | int, targets: 
     with model.compute_weights(bf16, merge_lora=True):  # same scores up to rounding, about twice as fast
         for chunk, batch in encoder.batches(get_template(task, template), users, targets, batch_size, device,
                                             "evaluate", show_progress, by_length=True):
-            scores, alone = item_token_scores(model, batch, items, bf16, llm_alone=True)
+            scores, alone = (item_token_scores(model, batch, items, bf16, llm_alone=True) if llm_alone
+                             else (item_token_scores(model, batch, items, bf16), None))
             if cf_weight:
                 scores = fuse_scores(scores, cf_scores(model.user_factors, model.item_factors, chunk), cf_weight)
             yield (chunk, scores, alone) if llm_alone else (chunk, scores)

@@ -11,7 +11,9 @@ and keeps the best ``num_beams`` per user with one ``topk``. The KV cache of the
 computed once and reordered between steps.
 
 :func:`exact_item_scores` scores *every* catalogue item's log-likelihood given the prompt
-(sharing the prompt's KV cache) to measure how often beam search misses the true top K.
+(walking the trie once, each node's distribution computed from its parent's KV cache) to
+measure how often beam search misses the true top K; :func:`sequence_item_scores` is its
+readable reference, one teacher-forced answer per item.
 """
 
 from __future__ import annotations
@@ -195,8 +197,55 @@ def constrained_beam_search(model, batch, trie: ItemTrie, num_beams: int = 10,
 
 
 @torch.no_grad()
-def exact_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 256) -> torch.Tensor:
+def exact_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 128) -> torch.Tensor:
     """Log-likelihood of every catalogue item's answer for each prompt: ``(batch, items)``.
+
+    The trie is walked level by level: each node's next-token distribution is computed once,
+    from its parent's KV cache plus one token, and shared by every item below it. That feeds one
+    token per trie node instead of one per item and answer token (several times fewer on a
+    catalogue of numbered ids); :func:`sequence_item_scores` is the same sum, item by item.
+    ``chunk_size`` bounds how many nodes' caches are held at once.
+    """
+    device = batch.input_ids.device
+    trie = trie.to(device)
+    num_items = int(trie.leaf_item.max()) + 1
+    out_scores = torch.full((batch.input_ids.shape[0], num_items), -torch.inf, device=device)
+    forced, start = forced_prefix(trie)
+    for row in range(batch.input_ids.shape[0]):
+        logp, cache, last_pos, mask, forced_score = _prompt_forward(model, batch.select(row), forced)
+        _score_below(model, trie, torch.tensor([start], device=device), forced_score, logp, cache, mask,
+                     last_pos.view(1), out_scores[row], chunk_size)
+    return out_scores
+
+
+def _score_below(model, trie: ItemTrie, nodes, scores, logp, cache, mask, positions, out, chunk_size: int) -> None:
+    """Writes into ``out`` the score of every item below ``nodes`` (their summed log-probabilities
+    ``scores``, next-token log-probs ``logp``, KV ``cache`` and ``mask`` row by row)."""
+    tokens = trie.child_tokens[nodes]
+    parent, slot = (tokens >= 0).nonzero(as_tuple=True)
+    token, child = tokens[parent, slot], trie.child_nodes[nodes][parent, slot]
+    child_score = scores[parent] + logp[parent, token]
+    item = trie.leaf_item[child]
+    done = item >= 0
+    out[item[done]] = child_score[done]
+    inner = (~done).nonzero(as_tuple=True)[0]
+    for start in range(0, len(inner), chunk_size):  # depth first: a chunk's subtree before the next chunk
+        pick = inner[start : start + chunk_size]
+        rows = parent[pick]
+        sub = copy.deepcopy(cache)
+        sub.reorder_cache(rows)
+        sub_mask = torch.cat([mask[rows], torch.ones((len(rows), 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        sub_pos = positions[rows] + 1
+        step = model.model(input_ids=token[pick].unsqueeze(1), attention_mask=sub_mask, position_ids=sub_pos.unsqueeze(1),
+                           **with_cache(sub))
+        _score_below(model, trie, child[pick], child_score[pick], step.logits[:, -1].float().log_softmax(-1),
+                     cache_of(step), sub_mask, sub_pos, out, chunk_size)
+
+
+@torch.no_grad()
+def sequence_item_scores(model, batch, trie: ItemTrie, chunk_size: int = 256) -> torch.Tensor:
+    """The readable reference for :func:`exact_item_scores`: every item's whole answer
+    teacher-forced after the prompt, ``(batch, items)`` log-likelihoods.
 
     The prompt is run once; its KV cache is copied for a chunk of items at a time, and the
     items' token sequences (grouped by length) are scored in one forward pass per chunk.

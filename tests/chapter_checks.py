@@ -83,8 +83,6 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     from llmrec_lite.evaluate import evaluation_users
     from llmrec_lite.metrics import paired_bootstrap
     from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT, llm_runs
-    from llmrec_lite.profiles import get_profile
-    from llmrec_lite.results import stage_budget
 
     profile, data, split = _smoke_split()
     run_dir = Path(run_root) / data.name
@@ -315,25 +313,7 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert all(is_rate(r[k]) for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")), r["model"]
         assert r["stage"] in ((None,) if r["variant"] == "classic" else (1, 2)), r["model"]
 
-    # budget: recorded prompts, and steps as training_steps counts them (here and under OpenP5's recipe)
-    n = split.num_train_samples
     recorded = {(r["variant"], r["stage"]): r for r in training.values()}
-    assert glued["text_samples"] == sum(recorded[(TEXT_ID.name, s)]["samples"] for s in (1, 2))
-    ours = [stage_budget(profile, TEXT_ID, s, n) for s in (1, 2)]
-    recorded_steps = sum(recorded[(TEXT_ID.name, s)]["steps"] for s in (1, 2))
-    assert glued["text_steps"] == sum(b["steps"] for b in ours) == recorded_steps
-    assert glued["text_samples"] == sum(b["prompts"] for b in ours)
-    from llmrec_lite.settings import TrainSettings, training_steps
-
-    gpu = get_profile("gpu")
-    openp5_steps = sum(training_steps(TrainSettings.from_profile(gpu, s, TEXT_ID), n) for s in (1, 2))
-    assert glued["openp5_steps"] == openp5_steps > glued["text_steps"]
-    per_task = int(gpu.sample_ratio * n)  # OpenP5: a share of every task's training prefixes, per epoch
-    assert glued["openp5_samples"] == 2 * per_task * len(TrainSettings.from_profile(gpu, 1, TEXT_ID).tasks) * gpu.epochs
-    assert close(glued["openp5_ratio"], glued["openp5_samples"] / max(glued["text_samples"], 1))
-    assert glued["openp5_share"] == gpu.sample_ratio and glued["openp5_epochs"] == gpu.epochs
-    for key, p in (("", profile), ("openp5_", gpu)):  # LoRA's adapters train at lora_lr where a profile sets one
-        assert glued[f"{key}lr"] == p.lr and glued[f"{key}lora_lr"] == (p.lora_lr or p.lr)
 
     # validation losses: the recorded ones
     val_cf = recorded[(ITEM_TOKEN.name, 2)]["final_val_loss"]
@@ -459,6 +439,31 @@ def check_05_training(glued, run_root):
     # the smoke profile has no distance record: the chapter says so instead of choosing
     assert glued["far_chosen"] == "none (no record for this profile)"
     assert glued["far_profile_matches"] == "cannot be compared with" and glued["far_spread"] == "no record"
+    # the text-id diagnosis: its numbers in range, its verdict from them, its budget as training_steps counts it
+    from llmrec_lite.diagnose import diagnosis_words
+    from llmrec_lite.evaluate import evaluation_users
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.results import stage_budget
+    from llmrec_lite.settings import training_steps
+
+    assert glued["tid_items"] == data.num_items and close(glued["tid_uniform_position"], (data.num_items + 1) / 2)
+    assert glued["tid_exact_users"] == 2 and 1 <= glued["tid_gold"] <= data.num_items
+    assert glued["tid_test_users"] == len(evaluation_users(split, profile.text_id_eval_users, seed=profile.seed))
+    assert 1 <= glued["tid_distinct_top1"] <= glued["tid_test_users"] and is_rate(glued["tid_top1_share"])
+    assert is_rate(glued["tid_train_hr10"]) and is_rate(glued["tid_test_hr10"]) and glued["tid_train_prompts"] > 0
+    assert glued["tid_verdict"] == diagnosis_words({"train_hr@10": glued["tid_train_hr10"], "test_hr@10": glued["tid_test_hr10"],
+                                                   "gold_position_median": glued["tid_gold"],
+                                                   "uniform_position": glued["tid_uniform_position"]})
+    n = split.num_train_samples
+    ours = [stage_budget(profile, "text-id", s, n) for s in (1, 2)]
+    assert glued["text_samples"] == sum(b["prompts"] for b in ours) and glued["text_steps"] == sum(b["steps"] for b in ours)
+    assert glued["text_steps"] == sum(glued["trained_steps"][f"text-id {s}"] for s in (1, 2))
+    gpu = get_profile("gpu")
+    openp5_steps = sum(training_steps(TrainSettings.from_profile(gpu, s, "text-id"), n) for s in (1, 2))
+    assert openp5_steps > glued["text_steps"]
+    per_task = int(gpu.sample_ratio * n)  # OpenP5: a share of every task's training prefixes, per epoch
+    assert glued["openp5_samples"] == 2 * per_task * len(TrainSettings.from_profile(gpu, 1, "text-id").tasks) * gpu.epochs
+    assert close(glued["openp5_ratio"], glued["openp5_samples"] / max(glued["text_samples"], 1))
 
 
 def check_06_evaluation(glued, run_root):

@@ -4,7 +4,7 @@ import torch
 
 from llmrec_lite.data import load_dataset
 from llmrec_lite.fusion import FusionModel
-from llmrec_lite.generation import ItemTrie, constrained_beam_search, exact_item_scores
+from llmrec_lite.generation import ItemTrie, constrained_beam_search, exact_item_scores, sequence_item_scores
 from llmrec_lite.prompts import collate, encode, render
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import get_template
@@ -41,6 +41,15 @@ def test_beam_search_equals_exact_top_k_on_a_tiny_model(setup):
     order = exact.argsort(dim=1, descending=True)
     assert torch.equal(items, order[:, :10])
     torch.testing.assert_close(scores, exact.sort(dim=1, descending=True).values[:, :10], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 128])
+def test_trie_walk_scores_every_item_as_its_teacher_forced_answer(setup, chunk_size):
+    """The level-by-level walk sums the same log-probabilities as scoring each answer whole."""
+    data, split, model, batch, trie = setup
+    walked = exact_item_scores(model, batch, trie, chunk_size=chunk_size)
+    assert walked.shape == (split.num_users, data.num_items) and torch.isfinite(walked).all()
+    torch.testing.assert_close(walked, sequence_item_scores(model, batch, trie), atol=1e-4, rtol=1e-5)
 
 
 def test_beam_search_never_yields_an_invalid_item(setup):

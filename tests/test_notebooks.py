@@ -47,6 +47,13 @@ def test_chapter_structure(md):
         assert needle in text or any(needle in c.source for c in nb.cells), needle
 
 
+@pytest.mark.parametrize("stem", ["05_training", "07_results"])
+def test_the_longest_chapters_stay_under_350_lines(stem):
+    """Training and results grow with every finding: what a record holds goes to chapter 9."""
+    lines = (ROOT / "book" / f"{stem}.md").read_text().count("\n")
+    assert lines < 350, f"book/{stem}.md has {lines} lines: move a record's reading to chapter 9"
+
+
 @pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_colab_notebook_in_sync(md):
     paired = ROOT / "notebooks" / f"{md.stem}.ipynb"

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from llmrec_lite.batching import training_steps
+from llmrec_lite.diagnose import text_id_diagnosis
+from llmrec_lite.evaluate import evaluate_text_id
 from llmrec_lite.checkpoints import CheckpointMismatchError, CorruptCheckpointError
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import collate
@@ -122,6 +125,12 @@ def test_overfit_text_id_generates_targets(run):
     generated = trained.model.greedy_generate(batch, answer_len)
     for row, e in enumerate(encoded):
         assert generated[row, : e.num_response_tokens].tolist() == e.input_ids[e.response_start:]
+    # the diagnosis reads a memorised model as one: its own training prompts answered, gold positions in range
+    test = evaluate_text_id(trained, users=np.arange(run.split.num_users), show_progress=False)
+    diagnosis = text_id_diagnosis(trained, test, exact_users=2, train_prompts=6)
+    assert diagnosis["train_prompts"] == 6 and diagnosis["train_hr@10"] == 1.0, diagnosis
+    assert diagnosis["exact_users"] == 2 and 1 <= diagnosis["gold_position_median"] <= run.data.num_items
+    assert diagnosis["distinct_top1"] <= diagnosis["test_users"] == run.split.num_users
 
 
 def test_interrupted_run_resumes_to_the_same_result(run, tmp_path):

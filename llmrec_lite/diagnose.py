@@ -1,0 +1,121 @@
+"""Why a text-id model ranks as it does: budget or defect.
+
+A text-id model that scores near zero on the test table may not have learned enough, or may
+be unable to learn. Three measurements tell the two apart without a test target being used to
+change anything:
+
+- its own **training prompts** (the last ones its final stage trained on, as they were
+  trained): a working model that saw them should answer them better than prompts it never saw;
+- the **ids it answers** for test users: how many distinct top-1 ids, and how often the most
+  common one; a model that learned only the answers' marginal frequencies names few ids;
+- the **gold item's position under exact scoring** (every item's log-likelihood, no beam
+  pruning, :func:`~llmrec_lite.generation.exact_item_scores`): far better than a uniform
+  guess's ``(items + 1) / 2`` means the model carries signal the 10 beams do not yet reach.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from llmrec_lite.batching import epoch_batches
+from llmrec_lite.generation import ItemTrie, constrained_beam_search, exact_item_scores
+from llmrec_lite.prompts import collate
+from llmrec_lite.templates import get_template
+
+
+def trained_prompts(trained, task: str = "sequential", num: int = 100) -> list:
+    """The last ``num`` ``task`` prompts the model's stage trained on, in training order
+    (its last epoch's batches, rebuilt from the stage's seeds; responses included)."""
+    settings = trained.settings
+    batches = epoch_batches(trained.encoder, settings, settings.epochs - 1)
+    prompts = [e for batch in batches for e in batch if e.template.split("-")[0] == task]
+    return prompts[-num:]
+
+
+@torch.no_grad()
+def training_prompt_hits(trained, prompts: list, num_beams: int = 10, batch_size: int = 16) -> np.ndarray:
+    """``(len(prompts),)`` 0-based rank of each prompt's own target in its beams (``num_beams``
+    where it is not among them), each prompt read exactly as it was trained."""
+    model, encoder = trained.model, trained.encoder
+    trie = ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    device = model.user_factors.device
+    ranks = []
+    model.eval()
+    with model.compute_weights(False, merge_lora=True):
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            batch = collate(chunk, encoder.tokenizer.pad_token_id, with_response=False).to(device)
+            items, _ = constrained_beam_search(model, batch, trie, num_beams=num_beams)
+            for row, e in zip(items.tolist(), chunk):
+                ranks.append(row.index(e.target) if e.target in row else num_beams)
+    return np.asarray(ranks)
+
+
+@torch.no_grad()
+def gold_positions(trained, users, targets: str = "test", template: str = "seen", task: str = "sequential",
+                   user_factors: torch.Tensor | None = None) -> np.ndarray:
+    """1-based position of each user's gold item when every catalogue item is scored exactly
+    (ties counted in the gold item's favour)."""
+    model, encoder = trained.model, trained.encoder
+    trie = ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    gold = encoder.split.target_items(targets)
+    device = model.user_factors.device
+    positions = []
+    model.eval()
+    with model.reading_users(user_factors), model.compute_weights(False, merge_lora=True):
+        for u in users:
+            batch = encoder.batch(get_template(task, template), [int(u)], targets).to(device)
+            scores = exact_item_scores(model, batch, trie)[0]
+            positions.append(int((scores > scores[int(gold[u])]).sum()) + 1)
+    return np.asarray(positions)
+
+
+def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int = 100) -> dict:
+    """Budget or defect: the three measurements of this module for a text-id model.
+
+    Args:
+        trained: A text-id model from :meth:`~llmrec_lite.runs.Run.load`.
+        test: Its :class:`~llmrec_lite.evaluate.Evaluation` on test targets (beam search, for
+            example ``pipeline.evaluate_cached``); the first ``exact_users`` of its users are
+            also scored exactly, reading the same user vectors.
+        exact_users: How many users get the (slow) exact scoring.
+        train_prompts: How many of its last sequential training prompts to answer.
+
+    Returns:
+        ``train_prompts``, ``train_hr@1``, ``train_hr@10``, ``test_users``, ``test_hr@1``,
+        ``test_hr@10``, ``distinct_top1``, ``top1_share`` (of the most common top-1 id),
+        ``exact_users``, ``gold_position_median``, ``gold_position_mean``, ``gold_top10_exact``
+        (share within the exact top 10), ``items`` and ``uniform_position``.
+    """
+    if trained.model.output != "text-id":
+        raise ValueError(f"text_id_diagnosis needs a text-id model; this one answers with {trained.model.output!r}.")
+    if test.metrics.get("targets", "test") != "test" or test.metrics.get("masked"):
+        raise ValueError("text_id_diagnosis reads an unmasked evaluation on test targets; evaluate with "
+                         "targets='test', mask_history=False.")
+    users = np.asarray(test.users)
+    factors = trained.user_vectors("test") if trained.user_vectors else None
+    own = training_prompt_hits(trained, trained_prompts(trained, num=train_prompts), len(test.top_items[0]))
+    top1 = Counter(int(row[0]) for row in test.top_items)
+    positions = gold_positions(trained, users[:exact_users], user_factors=factors)
+    items = trained.encoder.split.num_items
+    return {"train_prompts": int(len(own)), "train_hr@1": float(np.mean(own < 1)), "train_hr@10": float(np.mean(own < 10)),
+            "test_users": int(len(users)), "test_hr@1": float(np.mean(test.ranks < 1)),
+            "test_hr@10": float(np.mean(test.ranks < 10)), "distinct_top1": len(top1),
+            "top1_share": max(top1.values()) / len(users), "exact_users": int(len(positions)),
+            "gold_position_median": float(np.median(positions)), "gold_position_mean": float(np.mean(positions)),
+            "gold_top10_exact": float(np.mean(positions <= 10)), "items": int(items),
+            "uniform_position": (items + 1) / 2}
+
+
+def diagnosis_words(diagnosis: dict) -> str:
+    """One sentence on what :func:`text_id_diagnosis`'s numbers say: learning the beams do not
+    yet reach (a budget question) or no sign of learning (budget and defect look alike)."""
+    seen = "better" if diagnosis["train_hr@10"] > diagnosis["test_hr@10"] else "no better"
+    above = diagnosis["gold_position_median"] < diagnosis["uniform_position"]
+    tail = ("signs of learning that have not reached the top 10, which points to the budget, not a defect." if above else
+            "no sign of learning at this budget; these measurements cannot tell a defect from too small a budget.")
+    return (f"So the model answers the prompts it trained on {seen} than unseen ones, and exact scoring puts the gold "
+            f"item {'above' if above else 'no higher than'} a uniform guess: {tail}")
