@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from lab.catalogue import candidate_matches
 from llmrec_lite.results import hardware_label
 from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT
 
@@ -179,6 +180,44 @@ def far_ranking_figure(records: list[dict], ranked: list[tuple[str, float, float
                       xaxis_title="candidate, by rank of its mean (1: the rule's choice)",
                       yaxis_title="HR@10, two items past training")
     return fig
+
+
+CF_TERM_TRIALS = ("the profile's (CF term in both stages)", "without the CF term", "CF term in stage 1 only")
+
+
+def cf_term_trials(records: list[dict], profile, names: dict[str, str] | None = None):
+    """The profile's distance candidate beside the same settings without the head's CF term and
+    with it in stage 1 only, far HR@10 on every record that has them (``CF_TERM_TRIALS``); an
+    empty table where a record lacks the profile's candidate."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        every = [c["settings"] for c in r["candidates"]]
+        mine = next((c for c in r["candidates"] if candidate_matches(profile, c["settings"], every)), None)
+        if mine is None:
+            continue
+        base = mine["settings"]
+        wanted = (base, {**base, "cf_term": False}, {**base, "stage2": {**base.get("stage2", {}), "cf_term": False}})
+        for label, settings in zip(CF_TERM_TRIALS, wanted):
+            row = next((c for c in r["candidates"] if c["settings"] == settings), None)
+            if row is not None:
+                rows.append({"dataset": (names or {}).get(r["dataset"], r["dataset"]), "trial": label,
+                             "far HR@10": row["far"]["hr@10"], "far HR@10 masked": row["far"]["hr@10_masked"],
+                             "stage 1 far HR@10": row["stage1_far"]["hr@10"]})
+    return pd.DataFrame(rows, columns=["dataset", "trial", "far HR@10", "far HR@10 masked", "stage 1 far HR@10"])
+
+
+def cf_term_words(trials) -> str:
+    """What leaving the CF term out did, in words: each trial's mean far HR@10 masked over the
+    datasets that have all three, against the profile's (one training run each)."""
+    complete = trials.groupby("dataset").filter(lambda g: len(g) == len(CF_TERM_TRIALS))
+    if complete.empty:
+        return "no record holds the three trials yet"
+    means = complete.groupby("trial")["far HR@10 masked"].mean()
+    mine = means[CF_TERM_TRIALS[0]]
+    return "; ".join(f"{label}: {means[label]:.4f}, {'above' if means[label] > mine else 'below' if means[label] < mine else 'level with'} "
+                     f"the profile's {mine:.4f} by {abs(means[label] - mine):.4f}" for label in CF_TERM_TRIALS[1:])
 
 
 def measured_on(record: dict, name: str) -> str:

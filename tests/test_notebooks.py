@@ -136,8 +136,8 @@ def test_records_appendix_reads_the_cpu_records(captured, monkeypatch, tmp_path)
     import json
 
     from lab.catalogue import DISTANCE_CANDIDATES
-    from lab.records import choose, choose_split, distance_ranking, fusion_choice, more_users_against_test, \
-        seed_summary, user_vectors_ranking
+    from lab.records import cf_term_trials, cf_term_words, choose, choose_split, distance_ranking, fusion_choice, \
+        more_users_against_test, seed_summary, user_vectors_ranking
     from llmrec_lite import results as R
     from llmrec_lite.profiles import get_profile
 
@@ -158,6 +158,7 @@ def test_records_appendix_reads_the_cpu_records(captured, monkeypatch, tmp_path)
 
     cpu = get_profile("cpu")
     assert glued["tune_chosen"] == choose(cpu_records("tune")) and glued["tune_profile_matches"] == "matches"
+    assert glued["cf_term_trials"] == cf_term_words(cf_term_trials(cpu_records("distance"), cpu))
     assert glued["split_chosen"] == "{} + {}".format(*choose_split(cpu_records("split")))
     ranked = distance_ranking(cpu_records("distance"))
     assert glued["far_chosen"] == ranked[0][0]
