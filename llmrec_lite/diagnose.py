@@ -20,8 +20,10 @@ from collections import Counter
 import numpy as np
 import torch
 
+from llmrec_lite.baselines import popularity_scores
 from llmrec_lite.batching import epoch_batches
 from llmrec_lite.generation import ItemTrie, constrained_beam_search, exact_item_scores
+from llmrec_lite.metrics import evaluate_scorer
 from llmrec_lite.prompts import collate
 from llmrec_lite.templates import get_template
 
@@ -86,7 +88,7 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
 
     Returns:
         ``train_prompts``, ``train_hr@1``, ``train_hr@10``, ``test_users``, ``test_hr@1``,
-        ``test_hr@10``, ``distinct_top1``, ``top1_share`` (of the most common top-1 id),
+        ``test_hr@10``, ``popularity_hr@10`` (same users, unmasked), ``distinct_top1``, ``top1_share`` (of the most common top-1 id),
         ``exact_users``, ``gold_position_median``, ``gold_position_mean``, ``gold_top10_exact``
         (share within the exact top 10), ``items`` and ``uniform_position``.
     """
@@ -100,10 +102,13 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
     own = training_prompt_hits(trained, trained_prompts(trained, num=train_prompts), len(test.top_items[0]))
     top1 = Counter(int(row[0]) for row in test.top_items)
     positions = gold_positions(trained, users[:exact_users], user_factors=factors)
-    items = trained.encoder.split.num_items
+    split = trained.encoder.split
+    items = split.num_items
+    pop = torch.as_tensor(popularity_scores(split))
+    popular, _ = evaluate_scorer(lambda u: pop.expand(len(u), -1), split, users, "test")
     return {"train_prompts": int(len(own)), "train_hr@1": float(np.mean(own < 1)), "train_hr@10": float(np.mean(own < 10)),
             "test_users": int(len(users)), "test_hr@1": float(np.mean(test.ranks < 1)),
-            "test_hr@10": float(np.mean(test.ranks < 10)), "distinct_top1": len(top1),
+            "test_hr@10": float(np.mean(test.ranks < 10)), "popularity_hr@10": float(popular["hr@10"]), "distinct_top1": len(top1),
             "top1_share": max(top1.values()) / len(users), "exact_users": int(len(positions)),
             "gold_position_median": float(np.median(positions)), "gold_position_mean": float(np.mean(positions)),
             "gold_top10_exact": float(np.mean(positions <= 10)), "items": int(items),

@@ -374,8 +374,12 @@ class Run:
                       f"results in {folder} (backbone)")
         # runs recorded before these settings existed trained dot logits on the answer position
         settings = TrainSettings(**saved["train"])
+        # training prompts (they carry their prefix) read the user vectors they were trained with;
+        # evaluation prompts carry none and read the run's, as before
         model = FusionModel(self.backbone, self.wals.user_factors, self.wals.item_factors, output=settings.output,
                             use_embeddings=settings.use_embeddings, projector_config=saved["projector"], calibrate=False,
+                            fold_in_users=((self.wals.config.regularization, self.wals.config.alpha)
+                                           if settings.user_vectors == "prefix" else None),
                             **head_settings(settings))
         model.reset_lora(settings.seed)  # stage 1 never trained LoRA: identity adapters
         load_final_into(model, folder / "final", load_adapter=stage == 2)

@@ -451,6 +451,7 @@ def check_05_training(glued, run_root):
     assert glued["tid_test_users"] == len(evaluation_users(split, profile.text_id_eval_users, seed=profile.seed))
     assert 1 <= glued["tid_distinct_top1"] <= glued["tid_test_users"] and is_rate(glued["tid_top1_share"])
     assert is_rate(glued["tid_train_hr10"]) and is_rate(glued["tid_test_hr10"]) and glued["tid_train_prompts"] > 0
+    assert is_rate(glued["tid_pop_hr10"])
     assert glued["tid_verdict"] == diagnosis_words({"train_hr@10": glued["tid_train_hr10"], "test_hr@10": glued["tid_test_hr10"],
                                                    "gold_position_median": glued["tid_gold"],
                                                    "uniform_position": glued["tid_uniform_position"]})
