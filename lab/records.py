@@ -182,42 +182,59 @@ def far_ranking_figure(records: list[dict], ranked: list[tuple[str, float, float
     return fig
 
 
-CF_TERM_TRIALS = ("the profile's (CF term in both stages)", "without the CF term", "CF term in stage 1 only")
+CF_TERM_TRIALS = ("with the CF term (the base)", "without the CF term", "CF term in stage 1 only")
+
+
+def _without_off_term(settings: dict) -> dict:
+    """A candidate's settings with ``cf_term=False`` dropped: leaving it out means the same."""
+    return {k: v for k, v in settings.items() if not (k == "cf_term" and v is False)}
 
 
 def cf_term_trials(records: list[dict], profile, names: dict[str, str] | None = None):
-    """The profile's distance candidate beside the same settings without the head's CF term and
-    with it in stage 1 only, far HR@10 on every record that has them (``CF_TERM_TRIALS``); an
-    empty table where a record lacks the profile's candidate."""
+    """Every distance candidate with the head's CF term that the records also hold without it
+    (``cf_term=False``) or with it in stage 1 only (stage 2's ``cf_term=False``), beside those
+    rows: far HR@10 per dataset (``CF_TERM_TRIALS``); ``profile's`` says whether the base is the
+    candidate the profile trains."""
     import pandas as pd
 
     rows = []
     for r in records:
         every = [c["settings"] for c in r["candidates"]]
-        mine = next((c for c in r["candidates"] if candidate_matches(profile, c["settings"], every)), None)
-        if mine is None:
-            continue
-        base = mine["settings"]
-        wanted = (base, {**base, "cf_term": False}, {**base, "stage2": {**base.get("stage2", {}), "cf_term": False}})
-        for label, settings in zip(CF_TERM_TRIALS, wanted):
-            row = next((c for c in r["candidates"] if c["settings"] == settings), None)
-            if row is not None:
-                rows.append({"dataset": (names or {}).get(r["dataset"], r["dataset"]), "trial": label,
-                             "far HR@10": row["far"]["hr@10"], "far HR@10 masked": row["far"]["hr@10_masked"],
-                             "stage 1 far HR@10": row["stage1_far"]["hr@10"]})
-    return pd.DataFrame(rows, columns=["dataset", "trial", "far HR@10", "far HR@10 masked", "stage 1 far HR@10"])
+        for base in r["candidates"]:
+            settings = base["settings"]
+            if settings.get("cf_term") is not True or "cf_term" in settings.get("stage2", {}):
+                continue
+            variants = ({**settings, "cf_term": False}, {**settings, "stage2": {**settings.get("stage2", {}), "cf_term": False}})
+            found = [next((c for c in r["candidates"] if _without_off_term(c["settings"]) == _without_off_term(v)), None)
+                     for v in variants]
+            if not any(found):
+                continue
+            mine = candidate_matches(profile, settings, every)
+            for label, row in zip(CF_TERM_TRIALS, [base, *found]):
+                if row is not None:
+                    rows.append({"dataset": (names or {}).get(r["dataset"], r["dataset"]), "base": base["name"],
+                                 "profile's": mine, "trial": label, "far HR@10": row["far"]["hr@10"],
+                                 "far HR@10 masked": row["far"]["hr@10_masked"],
+                                 "stage 1 far HR@10": row["stage1_far"]["hr@10"]})
+    return pd.DataFrame(rows, columns=["dataset", "base", "profile's", "trial", "far HR@10", "far HR@10 masked",
+                                       "stage 1 far HR@10"])
 
 
 def cf_term_words(trials) -> str:
-    """What leaving the CF term out did, in words: each trial's mean far HR@10 masked over the
-    datasets that have all three, against the profile's (one training run each)."""
-    complete = trials.groupby("dataset").filter(lambda g: len(g) == len(CF_TERM_TRIALS))
-    if complete.empty:
-        return "no record holds the three trials yet"
-    means = complete.groupby("trial")["far HR@10 masked"].mean()
-    mine = means[CF_TERM_TRIALS[0]]
-    return "; ".join(f"{label}: {means[label]:.4f}, {'above' if means[label] > mine else 'below' if means[label] < mine else 'level with'} "
-                     f"the profile's {mine:.4f} by {abs(means[label] - mine):.4f}" for label in CF_TERM_TRIALS[1:])
+    """What leaving the CF term out did, in words: for each base, each trial every dataset
+    holds, its mean far HR@10 masked over the datasets against the base's (one run each)."""
+    datasets = trials["dataset"].nunique()
+    said = []
+    for base, group in trials.groupby("base", sort=False):
+        complete = group.groupby("trial").filter(lambda g: g["dataset"].nunique() == datasets)
+        means = complete.groupby("trial")["far HR@10 masked"].mean()
+        if CF_TERM_TRIALS[0] not in means or len(means) < 2:
+            continue
+        mine = means[CF_TERM_TRIALS[0]]
+        who = "the profile's settings" if group["profile's"].iloc[0] else f"“{base}”"
+        said.append(f"from {who} ({mine:.4f}), " + "; ".join(
+            f"{label} {means[label]:.4f} ({means[label] - mine:+.4f})" for label in CF_TERM_TRIALS[1:] if label in means))
+    return ". ".join(said) if said else "no record holds these trials on every dataset yet"
 
 
 def measured_on(record: dict, name: str) -> str:
