@@ -15,6 +15,7 @@ change anything:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -90,7 +91,9 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
         ``train_prompts``, ``train_hr@1``, ``train_hr@10``, ``test_users``, ``test_hr@1``,
         ``test_hr@10``, ``popularity_hr@10`` (same users, unmasked), ``distinct_top1``, ``top1_share`` (of the most common top-1 id),
         ``exact_users``, ``gold_position_median``, ``gold_position_mean``, ``gold_top10_exact``
-        (share within the exact top 10), ``items`` and ``uniform_position``.
+        (share within the exact top 10), ``popularity_position_median`` (the same users' gold
+        items in the popularity ranking), ``items``, ``uniform_position`` and ``train_vs_test_p``
+        (one-sided Fisher exact test that training prompts hit more often than test users).
     """
     if trained.model.output != "text-id":
         raise ValueError(f"text_id_diagnosis needs a text-id model; this one answers with {trained.model.output!r}.")
@@ -106,21 +109,42 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
     items = split.num_items
     pop = torch.as_tensor(popularity_scores(split))
     popular, _ = evaluate_scorer(lambda u: pop.expand(len(u), -1), split, users, "test")
+    gold = split.target_items("test")[users[:exact_users]]
+    by_popularity = np.array([int((pop > pop[int(g)]).sum()) + 1 for g in gold])  # ties in the gold item's favour
     return {"train_prompts": int(len(own)), "train_hr@1": float(np.mean(own < 1)), "train_hr@10": float(np.mean(own < 10)),
             "test_users": int(len(users)), "test_hr@1": float(np.mean(test.ranks < 1)),
             "test_hr@10": float(np.mean(test.ranks < 10)), "popularity_hr@10": float(popular["hr@10"]), "distinct_top1": len(top1),
             "top1_share": max(top1.values()) / len(users), "exact_users": int(len(positions)),
             "gold_position_median": float(np.median(positions)), "gold_position_mean": float(np.mean(positions)),
-            "gold_top10_exact": float(np.mean(positions <= 10)), "items": int(items),
-            "uniform_position": (items + 1) / 2}
+            "gold_top10_exact": float(np.mean(positions <= 10)),
+            "popularity_position_median": float(np.median(by_popularity)), "items": int(items),
+            "uniform_position": (items + 1) / 2,
+            "train_vs_test_p": one_sided_fisher(int((own < 10).sum()), len(own), int((test.ranks < 10).sum()), len(users))}
 
 
-def diagnosis_words(diagnosis: dict) -> str:
-    """One sentence on what :func:`text_id_diagnosis`'s numbers say: learning the beams do not
-    yet reach (a budget question) or no sign of learning (budget and defect look alike)."""
-    seen = "better" if diagnosis["train_hr@10"] > diagnosis["test_hr@10"] else "no better"
-    above = diagnosis["gold_position_median"] < diagnosis["uniform_position"]
-    tail = ("signs of learning that have not reached the top 10, which points to the budget, not a defect." if above else
-            "no sign of learning at this budget; these measurements cannot tell a defect from too small a budget.")
-    return (f"So the model answers the prompts it trained on {seen} than unseen ones, and exact scoring puts the gold "
-            f"item {'above' if above else 'no higher than'} a uniform guess: {tail}")
+def one_sided_fisher(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
+    """P-value of Fisher's exact test that group a's hit rate is above group b's: the chance,
+    with the margins fixed, of a's hits being at least ``hits_a``."""
+    total, hits = n_a + n_b, hits_a + hits_b
+    denominator = math.comb(total, n_a)
+    return sum(math.comb(hits, k) * math.comb(total - hits, n_a - k)
+               for k in range(hits_a, min(hits, n_a) + 1)) / denominator
+
+
+def diagnosis_words(diagnosis: dict, level: float = 0.05) -> str:
+    """What :func:`text_id_diagnosis`'s numbers say, in words: whether it answers its training
+    prompts better than test users (at ``level``), and where exact scoring puts the gold item
+    against a uniform guess and against popularity (a model that learned only how often each
+    item is the answer ranks gold items as popularity does)."""
+    seen = ("hits its own training prompts more often than test users" if diagnosis["train_vs_test_p"] < level else
+            "hits its own training prompts no more often than test users, within noise")
+    gold, uniform, popular = (diagnosis[k] for k in ("gold_position_median", "uniform_position", "popularity_position_median"))
+    if gold < popular:
+        tail = ("the gold item sits higher than popularity puts it: signal about the user that has not reached the top "
+                "10, which points to the budget, not a defect.")
+    elif gold < uniform:
+        tail = ("the gold item sits above a uniform guess but no higher than popularity puts it: the model has learned "
+                "how often each item is the answer, not yet the user, which is what a small budget buys first.")
+    else:
+        tail = "the gold item sits no higher than a uniform guess: no sign of learning at this budget."
+    return f"So the model {seen}, and under exact scoring {tail}"

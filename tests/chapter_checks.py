@@ -447,13 +447,15 @@ def check_05_training(glued, run_root):
     from llmrec_lite.settings import training_steps
 
     assert glued["tid_items"] == data.num_items and close(glued["tid_uniform_position"], (data.num_items + 1) / 2)
-    assert glued["tid_exact_users"] == 2 and 1 <= glued["tid_gold"] <= data.num_items
+    assert glued["tid_exact_users"] == 2 and 1 <= glued["tid_gold_position_median"] <= data.num_items
     assert glued["tid_test_users"] == len(evaluation_users(split, profile.text_id_eval_users, seed=profile.seed))
     assert 1 <= glued["tid_distinct_top1"] <= glued["tid_test_users"] and is_rate(glued["tid_top1_share"])
     assert is_rate(glued["tid_train_hr10"]) and is_rate(glued["tid_test_hr10"]) and glued["tid_train_prompts"] > 0
-    assert is_rate(glued["tid_pop_hr10"])
-    assert glued["tid_verdict"] == diagnosis_words({"train_hr@10": glued["tid_train_hr10"], "test_hr@10": glued["tid_test_hr10"],
-                                                   "gold_position_median": glued["tid_gold"],
+    assert is_rate(glued["tid_popularity_hr10"])
+    assert 0 <= glued["tid_train_vs_test_p"] <= 1 and 1 <= glued["tid_popularity_position_median"] <= data.num_items
+    assert glued["tid_verdict"] == diagnosis_words({"train_vs_test_p": glued["tid_train_vs_test_p"],
+                                                   "gold_position_median": glued["tid_gold_position_median"],
+                                                   "popularity_position_median": glued["tid_popularity_position_median"],
                                                    "uniform_position": glued["tid_uniform_position"]})
     n = split.num_train_samples
     ours = [stage_budget(profile, "text-id", s, n) for s in (1, 2)]
