@@ -39,11 +39,11 @@ def trained_prompts(trained, task: str = "sequential", num: int = 100) -> list:
 
 
 @torch.no_grad()
-def training_prompt_hits(trained, prompts: list, num_beams: int = 10, batch_size: int = 16) -> np.ndarray:
+def training_prompt_hits(trained, prompts: list, num_beams: int = 10, batch_size: int = 16, trie=None) -> np.ndarray:
     """``(len(prompts),)`` 0-based rank of each prompt's own target in its beams (``num_beams``
     where it is not among them), each prompt read exactly as it was trained."""
     model, encoder = trained.model, trained.encoder
-    trie = ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    trie = trie or ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
     device = model.user_factors.device
     ranks = []
     model.eval()
@@ -59,11 +59,11 @@ def training_prompt_hits(trained, prompts: list, num_beams: int = 10, batch_size
 
 @torch.no_grad()
 def gold_positions(trained, users, targets: str = "test", template: str = "seen", task: str = "sequential",
-                   user_factors: torch.Tensor | None = None) -> np.ndarray:
+                   user_factors: torch.Tensor | None = None, trie=None) -> np.ndarray:
     """1-based position of each user's gold item when every catalogue item is scored exactly
     (ties counted in the gold item's favour)."""
     model, encoder = trained.model, trained.encoder
-    trie = ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    trie = trie or ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
     gold = encoder.split.target_items(targets)
     device = model.user_factors.device
     positions = []
@@ -102,9 +102,10 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
                          "targets='test', mask_history=False.")
     users = np.asarray(test.users)
     factors = trained.user_vectors("test") if trained.user_vectors else None
-    own = training_prompt_hits(trained, trained_prompts(trained, num=train_prompts), len(test.top_items[0]))
+    trie = ItemTrie.from_catalogue(trained.encoder.data, trained.model.backbone.tokenizer)  # one for both searches
+    own = training_prompt_hits(trained, trained_prompts(trained, num=train_prompts), len(test.top_items[0]), trie=trie)
     top1 = Counter(int(row[0]) for row in test.top_items)
-    positions = gold_positions(trained, users[:exact_users], user_factors=factors)
+    positions = gold_positions(trained, users[:exact_users], user_factors=factors, trie=trie)
     split = trained.encoder.split
     items = split.num_items
     pop = torch.as_tensor(popularity_scores(split))
