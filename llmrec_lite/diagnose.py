@@ -15,10 +15,10 @@ change anything:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
+from scipy.stats import fisher_exact
 import torch
 
 from llmrec_lite.baselines import popularity_scores
@@ -43,7 +43,7 @@ def training_prompt_hits(trained, prompts: list, num_beams: int = 10, batch_size
     """``(len(prompts),)`` 0-based rank of each prompt's own target in its beams (``num_beams``
     where it is not among them), each prompt read exactly as it was trained."""
     model, encoder = trained.model, trained.encoder
-    trie = trie or ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    trie = trie if trie is not None else ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
     device = model.user_factors.device
     ranks = []
     model.eval()
@@ -63,7 +63,7 @@ def gold_positions(trained, users, targets: str = "test", template: str = "seen"
     """1-based position of each user's gold item when every catalogue item is scored exactly
     (ties counted in the gold item's favour)."""
     model, encoder = trained.model, trained.encoder
-    trie = trie or ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
+    trie = trie if trie is not None else ItemTrie.from_catalogue(encoder.data, model.backbone.tokenizer)
     gold = encoder.split.target_items(targets)
     device = model.user_factors.device
     positions = []
@@ -126,10 +126,7 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
 def one_sided_fisher(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
     """P-value of Fisher's exact test that group a's hit rate is above group b's: the chance,
     with the margins fixed, of a's hits being at least ``hits_a``."""
-    total, hits = n_a + n_b, hits_a + hits_b
-    denominator = math.comb(total, n_a)
-    return sum(math.comb(hits, k) * math.comb(total - hits, n_a - k)
-               for k in range(hits_a, min(hits, n_a) + 1)) / denominator
+    return float(fisher_exact([[hits_a, n_a - hits_a], [hits_b, n_b - hits_b]], alternative="greater").pvalue)
 
 
 def diagnosis_words(diagnosis: dict, level: float = 0.05) -> str:
