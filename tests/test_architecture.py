@@ -14,7 +14,7 @@ import llmrec_lite
 from llmrec_lite.backbone import BackboneSettings
 from llmrec_lite.batching import training_steps
 from llmrec_lite.profiles import PROFILES, Profile, get_profile
-from llmrec_lite.settings import TrainSettings
+from llmrec_lite.settings import PROFILE_NAMES, TrainSettings
 from llmrec_lite.variants import Variant
 from llmrec_lite.wals import WALSConfig
 
@@ -192,10 +192,16 @@ def test_package_comments_hold_no_dates_or_commit_hashes():
 def test_a_training_setting_is_declared_once():
     """from_profile copies every field a profile shares with TrainSettings: a profile value that
     differs from the default reaches the stage's settings without a line of its own."""
-    shared = [f.name for f in fields(TrainSettings) if hasattr(Profile, f.name)
+    # a field is read from the profile under its own name or the one PROFILE_NAMES gives
+    # (TrainSettings.bf16 comes from Profile.train_bf16, not from Profile.bf16)
+    shared = [f.name for f in fields(TrainSettings) if hasattr(Profile, PROFILE_NAMES.get(f.name, f.name))
               and f.name not in ("samples_per_task", "sample_ratio", "seed")]
     assert {"lr", "max_history", "cf_term", "known_bias", "user_vectors", "dense_weight"} <= set(shared)
+    for value in (True, False):  # "auto" depends on the CPU; an explicit choice does not
+        assert TrainSettings.from_profile(Profile(name="changed", train_bf16=value), 1).bf16 is value
     for name in shared:
+        if name in PROFILE_NAMES:
+            continue
         default = getattr(Profile, name)
         changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2 if v else 0.5,
                    str: lambda v: v}.get(type(default))
