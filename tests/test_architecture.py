@@ -200,13 +200,12 @@ def test_a_training_setting_is_declared_once():
     for value in (True, False):  # "auto" depends on the CPU; an explicit choice does not
         assert TrainSettings.from_profile(Profile(name="changed", train_bf16=value), 1).bf16 is value
     for name in shared:
-        if name in PROFILE_NAMES:
-            continue
-        default = getattr(Profile, name)
+        profile_name = PROFILE_NAMES.get(name, name)
+        default = getattr(Profile, profile_name)
         changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2 if v else 0.5,
                    str: lambda v: v}.get(type(default))
         if changed is None or isinstance(default, str):
             continue
-        profile = Profile(name="changed", **{name: changed(default)})
+        profile = Profile(name="changed", **{profile_name: changed(default)})
         stage = 2 if name == "lora_lr" else 1
-        assert getattr(TrainSettings.from_profile(profile, stage), name) == getattr(profile, name), name
+        assert getattr(TrainSettings.from_profile(profile, stage), name) == getattr(profile, profile_name), name
