@@ -233,7 +233,11 @@ def cmd_recommend(args) -> dict:
             raise ValueError("--cf-weight fuses a fusion model's scores with WALS; a classic baseline takes none.")
         kwargs["cf_weight"] = args.cf_weight
     indices = recommend(model, [user], k=args.k, exclude_seen=exclude_seen, as_indices=True, **kwargs)[0]
-    out = {"user": args.user, "items": run.data.raw_item_ids[indices].tolist(), "k": args.k, "model": args.model,
+    if len(indices) < args.k:
+        print(f"note: user {args.user} has {len(indices)} item(s) to recommend"
+              + (" outside their history" if exclude_seen else "") + f", fewer than --k {args.k}.", file=sys.stderr)
+    out = {"user": args.user, "items": run.data.raw_item_ids[indices].tolist(), "k": len(indices),
+           "k_requested": args.k, "model": args.model,
            "exclude_seen": exclude_seen, "targets": targets, "dataset": run.data.name,
            "item_ids_in_prompts": [run.data.item_id(i) for i in indices]}
     if fusion:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import unicodedata
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -77,6 +79,11 @@ class InteractionData:
     def num_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
 
+    @property
+    def num_pairs(self) -> int:
+        """Distinct (user, item) pairs (an item repeated in one user's sequence counts once)."""
+        return int(sum(len(np.unique(s)) for s in self.sequences))
+
     def user_id(self, user: int) -> int:
         """The user id shown in prompts (1-based)."""
         return int(user) + 1
@@ -106,7 +113,8 @@ class InteractionData:
             "users": self.num_users,
             "items": self.num_items,
             "interactions": interactions,
-            "density": interactions / (self.num_users * self.num_items),
+            # distinct (user, item) pairs: an item repeated in one user's line fills one cell of the matrix
+            "density": self.num_pairs / (self.num_users * self.num_items),
             "avg_sequence_length": float(lengths.mean()),
             "median_sequence_length": float(np.median(lengths)),
             "min_sequence_length": int(lengths.min()),
@@ -131,17 +139,22 @@ def parse_s3rec(path: str | os.PathLike) -> dict[int, list[int]]:
         raise FileNotFoundError(f"No such data file: {path}")
     users: dict[int, list[int]] = {}
     for line_no, line in enumerate(_text_lines(path), start=1):
+        control = next((c for c in line if c not in SEPARATORS and (c.isspace() or not c.isprintable())), None)
+        if control is not None:
+            raise DataFormatError(
+                f"{path}, line {line_no}: the character {ord(control):#06x} ({_char_name(control)}) "
+                "is not a separator. Separate ids with spaces or tabs only, one user per line."
+            )
         fields = line.split()
         if not fields:
             continue  # blank lines (e.g. a trailing newline) carry nothing
-        try:
-            ids = [int(f) for f in fields]
-        except ValueError:
-            bad = next(f for f in fields if not _is_int(f))
+        bad = next((f for f in fields if not _is_int(f)), None)
+        if bad is not None:
             raise DataFormatError(
                 f"{path}, line {line_no}: {bad!r} is not an integer id. Each line must be "
-                "'user_id item_id item_id ...' with positive integers separated by spaces."
-            ) from None
+                "'user_id item_id item_id ...' with positive integers (digits 0-9) separated by spaces."
+            )
+        ids = [int(f) for f in fields]
         if min(ids) <= 0:
             raise DataFormatError(
                 f"{path}, line {line_no}: ids must be positive integers, found {min(ids)}."
@@ -191,15 +204,26 @@ def _text_lines(path: Path) -> list[str]:
             f"{path}, line {line_no}: byte {nul} is not text (a binary or non-UTF-8 file?). The S3Rec format "
             "is a text file, one line per user: 'user_id item_id item_id ...' with positive integers."
         )
-    return text.splitlines()
+    # str.splitlines() also splits on form feeds, vertical tabs and Unicode separators, which would
+    # turn one user's line into two users; a line ends at "\n" only ("\r\n" files included)
+    lines = text.split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+SEPARATORS = frozenset(" \t")
+_CONTROL_NAMES = {"\x0b": "vertical tab", "\x0c": "form feed", "\r": "carriage return", "\x1c": "file separator",
+                  "\x1d": "group separator", "\x1e": "record separator", "\x85": "next line"}
+
+
+def _char_name(char: str) -> str:
+    return _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _is_int(text: str) -> bool:
-    try:
-        int(text)
-        return True
-    except ValueError:
-        return False
+    """An integer written in ASCII digits: ``int()`` alone would also take ``1_0`` (as 10) and
+    digits of other scripts (Arabic-Indic ``١٠``), merging them with another id."""
+    return _INTEGER.fullmatch(text) is not None
 
 
 def parse_ml1m_ratings(lines, source: str = "ratings.dat") -> list[tuple[int, int, int]]:

@@ -16,8 +16,8 @@ import torch
 from llmrec_lite.baselines import CLASSIC, classic_scorers
 from llmrec_lite.generation import ItemTrie, constrained_beam_search
 from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
-from llmrec_lite.metrics import (DEFAULT_KS, bootstrap_interval, evaluate_scorer, metrics_from_ranks, ranks_from_lists,
-                                 target_ranks, top_k)
+from llmrec_lite.metrics import (DEFAULT_KS, bootstrap_interval, check_catalogue_size, evaluate_scorer,
+                                 metrics_from_ranks, ranks_from_lists, target_ranks, top_k)
 from llmrec_lite.templates import get_template
 from llmrec_lite.variants import check_targets
 
@@ -283,6 +283,7 @@ def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     """
     bf16 = as_trained_precision(trained, kwargs.pop("bf16", None))  # read before unpacking drops the settings
     model, encoder = _unpack(trained, encoder)
+    check_catalogue_size(encoder.split.num_items, name=encoder.split.data.name)
     if model.output == "item-token":
         kwargs.pop("num_beams", None)
         return evaluate_item_token(model, encoder, bf16=bf16, **kwargs)

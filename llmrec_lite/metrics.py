@@ -156,13 +156,29 @@ def difference_interval(diff: np.ndarray, samples: int = 2000, seed: int = 0, le
             "verdict": "above" if lo > 0 else ("below" if hi < 0 else "not separated")}
 
 
+def check_catalogue_size(num_items: int, ks: Sequence[int] = DEFAULT_KS, name: str = "the dataset") -> None:
+    """Refuses a catalogue too small for HR@K: with ``K`` items or fewer every list holds the answer.
+
+    Raises:
+        ValueError: ``num_items <= max(ks)``.
+    """
+    if num_items <= max(ks):
+        raise ValueError(f"{name} has {num_items} item(s): HR@{max(ks)} and NDCG@{max(ks)} need more than {max(ks)} "
+                         f"items to rank, since every top-{max(ks)} list would hold the answer (HR@{max(ks)} = 1 "
+                         "for any model). Use a data file with a larger catalogue.")
+
+
 def evaluate_scorer(score_fn, split, users=None, targets: str = "test", ks: Sequence[int] = DEFAULT_KS,
                     batch_size: int = 2048, top: int = 10) -> tuple[dict, np.ndarray]:
     """HR/NDCG, unmasked and with history masked, of ``score_fn(users) -> (len(users), items)``.
 
     Users are scored in batches (bounds memory on large catalogues). Also returns the
     top-``top`` lists (unmasked).
+
+    Raises:
+        ValueError: a catalogue too small for the metrics (:func:`check_catalogue_size`).
     """
+    check_catalogue_size(split.num_items, ks, split.data.name)
     users = np.arange(split.num_users) if users is None else np.asarray(users)
     items = split.target_items(targets)
     ranks, masked, tops = [], [], []

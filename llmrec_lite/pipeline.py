@@ -19,7 +19,7 @@ from llmrec_lite.checkpoints import load_tensors, read_json
 from llmrec_lite.device import describe_machine
 from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
 from llmrec_lite.fileio import atomic_path, write_json
-from llmrec_lite.metrics import bootstrap_interval, paired_bootstrap, target_ranks, top_k
+from llmrec_lite.metrics import bootstrap_interval, check_catalogue_size, paired_bootstrap, target_ranks, top_k
 from llmrec_lite.runs import Run
 from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, sasrec_scorer, save_sasrec
 from llmrec_lite.templates import TASKS
@@ -363,6 +363,9 @@ def run_pipeline(profile, dataset: str | None, out: str | Path, data_dir=None, s
     elif run.profile.name != profile.name or (dataset is not None and run.data.name != dataset):
         raise ValueError(f"The run is for {run.data.name!r} under profile {run.profile.name!r}, "
                          f"not {dataset!r} under {profile.name!r}; pass run=None to open the right one.")
+    # both refusals come before any training: a run that cannot be scored is not worth training
+    check_catalogue_size(run.split.num_items, name=run.data.name)
+    run.split.check_has_training_prompts()
     training = train_all(run, show_progress)
     rows = evaluate_all(run, show_progress)
     evaluated = len(table_users(run))

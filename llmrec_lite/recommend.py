@@ -29,7 +29,11 @@ from llmrec_lite.variants import check_targets
 
 
 def _users(users) -> np.ndarray:
-    return np.atleast_1d(np.asarray(users, dtype=np.int64))
+    raw = np.atleast_1d(np.asarray(users))
+    if raw.size and raw.dtype.kind not in "iu":  # 1.5, True or "41" would be cast silently to another user
+        raise ValueError(f"users={users!r}: give 0-based user indices as whole numbers (ints), "
+                         "e.g. data.raw_user_ids.tolist().index(raw_id) for a user named in the file.")
+    return raw.astype(np.int64).reshape(-1)
 
 
 def _check_users(users: np.ndarray, split) -> None:
@@ -68,31 +72,51 @@ class ClassicRecommender:
         return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
 
 
+def _check_k(k) -> int:
+    # bool is an int to Python, and a float k would slice silently: both are refused by name
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k={k!r}: give a whole number of items to recommend (at least 1).")
+    if k < 1:
+        raise ValueError(f"k={k!r}: recommend at least 1 item.")
+    return int(k)
+
+
 @torch.no_grad()
 def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test",
                       task: str = "sequential", template: str | int = "seen", num_beams: int | None = None,
-                      cf_weight: float = 0.0) -> np.ndarray:
-    """``(len(users), k)`` item indices, best first (see :func:`recommend`)."""
+                      cf_weight: float = 0.0) -> list[np.ndarray]:
+    """Item indices per user, best first (see :func:`recommend`).
+
+    Each user's array holds ``min(k, eligible)`` items, where *eligible* is the catalogue less
+    that user's history when ``exclude_seen`` is set: a request beyond what can be returned
+    gets fewer items, never a seen item or a filler.
+    """
     check_targets(targets)
-    if k < 1:
-        raise ValueError(f"k={k!r}: recommend at least 1 item.")
+    k = _check_k(k)
     users = _users(users)
-    if isinstance(model, ClassicRecommender):
-        split = model.split
-        _check_users(users, split)
-        scores = torch.as_tensor(model.score(users, targets), dtype=torch.float32)
-        exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
-        return top_k(scores, k, exclude=exclude)
-    fusion, encoder = model.model, model.encoder
-    split = encoder.split
+    split = model.split if isinstance(model, ClassicRecommender) else model.encoder.split
     _check_users(users, split)
-    tmpl = get_template(task, template)
-    batch = encoder.batch(tmpl, users, targets).to(fusion.user_factors.device)
-    exclude = [split.history(int(u), targets) for u in users] if exclude_seen else None
-    fusion.eval()
-    # the user vectors the run's evaluation reads (folded-in ones under eval_user_vectors="folded")
-    with fusion.reading_users(model.user_vectors(targets) if model.user_vectors else None):
-        return _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams)
+    exclude = [np.unique(split.history(int(u), targets)) for u in users] if exclude_seen else None
+    eligible = [split.num_items - (0 if exclude is None else len(seen)) for seen in (exclude or [()] * len(users))]
+    want = min(k, max(eligible, default=0))
+    if want < 1:
+        return [np.zeros(0, dtype=np.int64) for _ in users]
+    if isinstance(model, ClassicRecommender):
+        scores = torch.as_tensor(model.score(users, targets), dtype=torch.float32)
+        top = top_k(scores, want, exclude=exclude)
+    else:
+        fusion, encoder = model.model, model.encoder
+        tmpl = get_template(task, template)
+        batch = encoder.batch(tmpl, users, targets).to(fusion.user_factors.device)
+        fusion.eval()
+        # the user vectors the run's evaluation reads (folded-in ones under eval_user_vectors="folded")
+        with fusion.reading_users(model.user_vectors(targets) if model.user_vectors else None):
+            top = _fusion_top(model, fusion, batch, users, split, want, exclude, cf_weight, num_beams)
+    # top_k puts excluded items last and beam search fills missing slots with -1: both are cut
+    rows = [np.asarray(row, dtype=np.int64) for row in top]
+    if exclude is not None:
+        rows = [row[~np.isin(row, seen)] for row, seen in zip(rows, exclude)]
+    return [row[row >= 0][:want] for row in rows]
 
 
 def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_beams) -> np.ndarray:
@@ -106,8 +130,16 @@ def _fusion_top(model, fusion, batch, users, split, k, exclude, cf_weight, num_b
                          "side only.")
 
     trie = ItemTrie.from_catalogue(split.data, fusion.backbone.tokenizer)
-    items, _ = constrained_beam_search(fusion, batch, trie, num_beams=max(k, num_beams or k), exclude=exclude)
-    return items[:, :k].cpu().numpy()
+    items = constrained_beam_search(fusion, batch, trie, num_beams=max(k, num_beams or k), exclude=exclude)[0].cpu().numpy()
+    if exclude is None:
+        return items[:, :k]
+    # a beam can die in a branch whose items are all excluded; where that left a user short, the
+    # search runs again unconstrained with room for every excluded item, which then are cut
+    short = [(i >= 0).sum() < min(k, split.num_items - len(seen)) for i, seen in zip(items, exclude)]
+    if not any(short):
+        return items[:, :k]
+    wide = min(split.num_items, k + max(len(seen) for seen in exclude))
+    return constrained_beam_search(fusion, batch, trie, num_beams=max(wide, num_beams or wide))[0].cpu().numpy()
 
 
 def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str = "test", task: str = "sequential",
@@ -130,13 +162,14 @@ def recommend(model, users, k: int = 10, exclude_seen: bool = True, targets: str
             a profile's ``cf_weight``); ``0``: the model's own scores.
 
     Returns:
-        One list of ``k`` item ids (or indices) per user, best first.
+        One list of item ids (or indices) per user, best first: ``k`` of them, or fewer when
+        the user has fewer eligible items (the catalogue less the history with ``exclude_seen``).
 
     Raises:
         ValueError: an unknown user index, targets, task or template.
     """
     top = recommend_indices(model, users, k, exclude_seen, targets, task, template, num_beams, cf_weight)
     if as_indices:
-        return top.tolist()
+        return [row.tolist() for row in top]
     data = model.split.data if isinstance(model, ClassicRecommender) else model.encoder.data
-    return np.asarray(data.raw_item_ids)[top].tolist()
+    return [np.asarray(data.raw_item_ids)[row].tolist() for row in top]

@@ -275,6 +275,7 @@ class Run:
                 checkpoint, and neither ``resume`` nor ``overwrite`` says what to do with it.
             CheckpointMismatchError: ``resume`` on a stage started with other settings.
         """
+        self.split.check_has_training_prompts()  # before anything in the folder is touched
         folder = self.stage_dir(settings.variant, settings.stage)
         config = json.loads(json.dumps(self.config(settings)))
         checkpoint = folder / "checkpoint"

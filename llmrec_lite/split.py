@@ -98,6 +98,20 @@ class LeaveOneOutSplit:
         """Number of training prefixes: ``len(seq) - 3`` per user."""
         return int(sum(max(len(t) - 1, 0) for t in self.train))
 
+    def check_has_training_prompts(self) -> None:
+        """Refuses a split whose training part yields no prompt (a prompt needs a history item
+        and the next item, so some user must have at least four items in all).
+
+        Raises:
+            ValueError: no user has two training items.
+        """
+        if self.num_train_samples == 0:
+            longest = max((len(s) for s in self.data.sequences), default=0)
+            raise ValueError(
+                f"{self.data.name}: the training part yields no prompt. Each user's last two items are the "
+                "validation and test targets, and a training prompt needs two more (a history item and the next "
+                f"item), but the longest user has {longest} item(s). Use data where users have 4 items or more.")
+
     def train_samples(self) -> Iterator[Sample]:
         """Every training prefix, user by user, in chronological order."""
         for user, part in enumerate(self.train):
