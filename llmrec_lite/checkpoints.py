@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 import torch
 
-from llmrec_lite.fileio import write_json
+from llmrec_lite.fileio import disk_guard, write_json
 
 # peft is imported where an adapter is loaded: importing it takes seconds, and loading WALS
 # factors or projectors never needs it.
@@ -137,11 +137,12 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> N
     folder = Path(folder)
     _own_adapters(model)
     tmp = _fresh_tmp(folder)
-    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    write_json(tmp / "state.json", state)
+    with disk_guard(folder.parent, cleanup=tmp):
+        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        write_json(tmp / "state.json", state)
     _swap_in(tmp, folder)
 
 
@@ -178,6 +179,12 @@ def save_final(model, folder: Path, result: dict) -> None:
     folder = Path(folder)
     _own_adapters(model)
     tmp = _fresh_tmp(folder)
+    with disk_guard(folder.parent, cleanup=tmp):
+        _write_final(model, tmp, result)
+    _swap_in(tmp, folder)
+
+
+def _write_final(model, tmp: Path, result: dict) -> None:
     if model.projectors is not None:
         model.projectors.save_pretrained(tmp / "projectors")
     lora_trained = any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
@@ -193,7 +200,6 @@ def save_final(model, folder: Path, result: dict) -> None:
         extra["readout"] = model.readout.weight.detach().cpu().contiguous()
     save_file(extra, str(tmp / "extra.safetensors"))
     write_json(tmp / "result.json", result)
-    _swap_in(tmp, folder)
 
 
 def load_final_into(model, folder: Path, load_adapter: bool = True) -> None:

@@ -67,11 +67,25 @@ def _add_source_args(parser: argparse.ArgumentParser, required: bool = True) -> 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     _add_source_args(parser)
     parser.add_argument("--indexing", default=Profile.indexing, choices=INDEXINGS)
-    parser.add_argument("--seed", type=int, default=Profile.seed)
+    parser.add_argument("--seed", type=_seed, default=Profile.seed, help=f"indexing seed, 0 to {MAX_SEED}")
 
 
 def _add_targets_arg(parser: argparse.ArgumentParser, help_: str = "which targets: test (last item) or valid") -> None:
     parser.add_argument("--targets", default=None, choices=TARGETS, help=help_ + " (default: test)")
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy generators and every torch device take seeds in this range
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer numpy and torch both accept, refused by name otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a seed from 0 to {MAX_SEED}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a seed from 0 to {MAX_SEED}")
+    return value
 
 
 def _targets(args) -> str:
@@ -140,7 +154,7 @@ def cmd_wals(args) -> dict:
         **metrics,
     }
     if args.out:
-        model.save(args.out, wals_metadata(data, metrics=metrics))
+        model.save(args.out, wals_metadata(data, metrics=metrics, profile=args.profile))
         out["out"] = str(args.out)
         out["fingerprint"] = model.fingerprint()
     return out
@@ -180,6 +194,9 @@ def cmd_prompt(args) -> dict:
 
 
 def cmd_train(args) -> dict:
+    if args.resume and args.overwrite:
+        raise CommandLineError("--resume and --overwrite contradict each other: --resume continues (or reuses) the "
+                               "stage in --out, --overwrite deletes it and starts again. Pass one of them.")
     profile = _profile(args.profile)
     overrides = {} if args.samples is None else {"samples_per_task": args.samples}
     # built before anything loads, so that a bad value fails in a second
@@ -196,6 +213,9 @@ def cmd_evaluate(args) -> dict:
         raise ValueError(f"--users {args.users}: evaluate at least 1 user (or leave --users out for all).")
     if args.dump_rankings:
         check_writable(args.dump_rankings, "--dump-rankings")
+        if Path(args.dump_rankings).exists() and not args.overwrite:
+            raise FileExistsError(f"--dump-rankings {args.dump_rankings} already exists. Pass --overwrite to replace it, "
+                                  "or give a new file name.")
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage)
     trained = run.load(variant, stage)
     users = evaluation_users(run.split, args.users, seed=run.profile.seed)
@@ -311,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=None, help="evaluate a seeded subset of users (default: all)")
     p.add_argument("--mask-history", action="store_true", help="exclude each user's history items")
     p.add_argument("--dump-rankings", default=None, help="JSON-lines file: top-10 item ids and the gold id per user")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --dump-rankings file")
     p.add_argument("--cf-weight", type=float, default=0.0,
                    help="item-token models: late fusion with the WALS score at this weight (0: the model alone)")
     p.set_defaults(func=cmd_evaluate)
@@ -352,27 +373,39 @@ def _json_safe(value):
 
 
 class Terminated(RuntimeError):
-    """The process was asked to stop (SIGTERM)."""
+    """The process was asked to stop (SIGTERM or Ctrl-C); ``args``: the message and the signal."""
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated("Stopped by SIGTERM. A training stage keeps its last checkpoint: run the same command "
-                     "with --resume to continue it.")
+def _on_signal(signum, frame):
+    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    raise Terminated(f"Stopped by {name}. A training stage keeps its last checkpoint: run the same command "
+                     "with --resume to continue it.", signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # a stop still ends with the JSON line
+    # a stop, by SIGTERM or Ctrl-C, still ends with the JSON line (status 128 + the signal's number)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
     try:
         result = args.func(args)
+    except KeyboardInterrupt:  # a Ctrl-C that arrived before the handler was in place
+        err = Terminated("Stopped by Ctrl-C (SIGINT). A training stage keeps its last checkpoint: run the same "
+                         "command with --resume to continue it.", signal.SIGINT)
+        _emit_error(str(err.args[0]))
+        return 128 + signal.SIGINT
     except (KeyError, DataFormatError, FileNotFoundError, FileExistsError, registry.ChecksumError, RuntimeError,
             ValueError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {message}", file=sys.stderr)
-        _emit({"error": message})
-        return 128 + signal.SIGTERM if isinstance(err, Terminated) else 2
+        message = err.args[0] if isinstance(err, (KeyError, Terminated)) and err.args else str(err)
+        _emit_error(message)
+        return 128 + int(err.args[1]) if isinstance(err, Terminated) else 2
     _emit(_json_safe(result))
     return 0
+
+
+def _emit_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    _emit({"error": message})
 
 
 def _emit(obj: dict) -> None:

@@ -55,6 +55,7 @@ class InteractionData:
         seed: Seed used by random indexing (recorded for every indexing).
         source: Path of the file the data came from.
         sha256: sha256 of that file (a run refuses another file under the same name).
+        registered: Loaded by registry name (``False``: a file given by path, wherever it lies).
     """
 
     name: str
@@ -66,6 +67,7 @@ class InteractionData:
     seed: int
     source: str = ""
     sha256: str = ""
+    registered: bool = False
 
     @property
     def num_users(self) -> int:
@@ -121,6 +123,41 @@ class InteractionData:
             "max_sequence_length": int(lengths.max()),
             "indexing": self.indexing,
         }
+
+
+# --------------------------------------------------------------------------- names
+
+MAX_NAME_LENGTH = 40
+_NAME_PUNCTUATION = frozenset(" -_.,&'+()/")
+_ID_WORDS = re.compile(r"(item|user)_", re.IGNORECASE)
+
+
+def check_display_name(name: str, what: str = "--name") -> str:
+    """Refuses a dataset name that would change the prompts' wording rather than name a dataset.
+
+    The name is written into every prompt and into every answer (``"<name> item_1024"``), so
+    it must be one short line of letters, digits and a little punctuation, and must not
+    contain ``item_`` or ``user_`` (the ids' own words).
+
+    Raises:
+        ValueError: the name, what is wrong with it and what to pass instead.
+    """
+    bad = next((c for c in name if not (c.isalnum() or c in _NAME_PUNCTUATION)), None)
+    problem = None
+    if not name.strip() or not any(c.isalnum() for c in name):
+        problem = "it has no letter or digit"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"it is {len(name)} characters long (at most {MAX_NAME_LENGTH})"
+    elif bad is not None:
+        problem = f"it contains {bad!r}"
+    elif _ID_WORDS.search(name):
+        problem = "it contains 'item_' or 'user_', the words of the ids in every prompt"
+    if problem:
+        raise ValueError(
+            f"{what} {name!r} cannot name a dataset in prompts: {problem}. Use one short line of letters, digits, "
+            f"spaces and {''.join(sorted(_NAME_PUNCTUATION - {' '}))}, e.g. --name MyShop."
+        )
+    return name
 
 
 # --------------------------------------------------------------------------- parsers
@@ -384,8 +421,12 @@ def load_dataset(
     """
     if (name is None) == (path is None):
         raise ValueError("Pass exactly one of name (a registered dataset) or path (a file).")
+    if display_name is not None:
+        check_display_name(display_name)
     if path is not None:
         path = Path(path).resolve() if Path(path).exists() else Path(path)
+        if display_name is None:
+            check_display_name(path.stem, "the file's name (the default --name)")
         raw = read_ml1m_zip(path) if path.suffix == ".zip" else parse_s3rec(path)
         data = build(raw, path.stem, display_name or path.stem, indexing, seed, source=str(path))
     else:
@@ -393,6 +434,7 @@ def load_dataset(
         file = registry.fetch(info.name, data_dir, "interactions")
         raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
         data = build(raw, info.name, display_name or info.display_name, indexing, seed, source=str(file))
+        data.registered = True
         algorithm, digest = info.interactions.checksum
         if algorithm == "sha256":  # fetch has just verified the file against this digest
             data.sha256 = digest

@@ -3,11 +3,60 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+# Below this much free space a failed write is taken to be a full disk: torch.save reports one
+# as "[enforce fail at inline_container.cc...]" with no errno to read.
+LOW_SPACE_BYTES = 1 << 20
+
+
+class DiskFullError(OSError):
+    """A write failed because the disk is full; the message names the folder and the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+def is_disk_full(err: BaseException, folder: str | os.PathLike) -> bool:
+    """Whether ``err``, raised while writing into ``folder``, comes from a full disk."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left" in str(seen) or "os error 28" in str(seen):  # safetensors' Rust I/O error
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())
+        return shutil.disk_usage(existing).free < LOW_SPACE_BYTES
+    except (OSError, StopIteration):
+        return False
+
+
+@contextlib.contextmanager
+def disk_guard(folder: str | os.PathLike, cleanup: str | os.PathLike | None = None) -> Iterator[None]:
+    """Turns a failed write into :class:`DiskFullError` when the disk is full, and removes
+    ``cleanup`` (a temporary folder) on any failure, so that no partial folder stays behind."""
+    try:
+        yield
+    except Exception as err:
+        full = is_disk_full(err, folder)  # read before the cleanup frees the partial files
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        if full:
+            raise DiskFullError(
+                f"The disk that holds {folder} is full: nothing was written there. Free some space (df -h shows how "
+                "much is left) or choose another output folder, then run the command again (an interrupted training "
+                "stage continues with --resume)."
+            ) from err
+        raise
 
 
 @contextlib.contextmanager
@@ -26,8 +75,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with disk_guard(path.parent):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -60,6 +110,9 @@ def check_writable(path: str | os.PathLike, what: str, is_dir: bool = False) -> 
         PermissionError: the folder (or its nearest existing parent) is not writable.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(f"{what} {path} is a symbolic link to {os.readlink(path)}, which does not exist. "
+                                "Create what it points to, remove the link, or choose another place.")
     if is_dir:
         existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir():

@@ -126,7 +126,7 @@ def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template
     name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
     cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
     if cache.exists():
-        saved = json.loads(cache.read_text())
+        saved = read_json(cache, "It is a cache of one evaluation: delete it and run the command again to recompute it.")
         other, alone = saved.get("other_ranks"), saved.get("llm_alone_ranks")
         return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
                           np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other),

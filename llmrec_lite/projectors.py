@@ -17,14 +17,13 @@ at initialisation, the projected vectors have the mean norm of the backbone's to
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-import json
 from pathlib import Path
 
 from safetensors.torch import save_file
 import torch
 from torch import nn
 
-from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_tensors
+from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_tensors, read_json
 from llmrec_lite.fileio import atomic_path, write_json
 from llmrec_lite.profiles import Profile
 
@@ -157,7 +156,7 @@ class Projectors(nn.Module):
         directory = Path(directory)
         if not (directory / CONFIG_NAME).exists():
             raise FileNotFoundError(f"No projectors in {directory} ({CONFIG_NAME} is missing).")
-        config = ProjectorConfig(**json.loads((directory / CONFIG_NAME).read_text()))
+        config = ProjectorConfig(**read_json(directory / CONFIG_NAME, f"Delete {directory} and train the projectors again."))
         check_matches(config.__dict__, expect or {}, f"projectors in {directory}")
         model = cls(config)
         model.load_state_dict(load_tensors(directory / WEIGHTS_NAME, f"Delete {directory} and train the projectors again."))

@@ -19,12 +19,20 @@ or backbone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 from dataclasses import asdict, dataclass
 import json
+import os
 from pathlib import Path
 import shutil
+import socket
 from types import SimpleNamespace
+
+try:  # POSIX; elsewhere two trainings into one folder are not detected
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 import torch
 
@@ -48,6 +56,43 @@ from llmrec_lite.wals import WALS, WALSConfig, user_vectors
 
 class FinishedWorkError(FileExistsError):
     """A command would replace finished work; the message names the flag that allows it."""
+
+
+class StageBusyError(RuntimeError):
+    """Another process is training the same stage into the same run directory."""
+
+
+@contextlib.contextmanager
+def stage_lock(folder: Path) -> Iterator[None]:
+    """Holds an exclusive lock on a stage folder while it trains (a file beside it, released by
+    the operating system when the process ends, however it ends).
+
+    Raises:
+        StageBusyError: another process holds the lock: its checkpoint is work in progress, not
+            an interrupted stage to overwrite.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = folder.parent / f".{folder.name}.lock"
+    with open(lock, "a+") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise StageBusyError(
+                    f"{folder} is being trained right now by {holder}. Wait for it to finish, or stop that process "
+                    "first (its checkpoint stays; --resume continues it). Do not pass --overwrite while it runs: "
+                    "that would delete its work.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -170,7 +215,7 @@ class Run:
         backbone instead (a tuning candidate's other LoRA adapters)."""
         other = Run(out, self.profile, self.data, self.split, self.wals, backbone or self.backbone, self.steps_back)
         if not (other.wals_dir / "wals.json").exists():
-            self.wals.save(other.wals_dir, wals_metadata(self.data, **self._shift()))
+            self.wals.save(other.wals_dir, wals_metadata(self.data, profile=self.profile.name, **self._shift()))
         return other
 
     # ----------------------------------------------------------------------- layout
@@ -275,8 +320,17 @@ class Run:
                 checkpoint, and neither ``resume`` nor ``overwrite`` says what to do with it.
             CheckpointMismatchError: ``resume`` on a stage started with other settings.
         """
+        if resume and overwrite:
+            raise ValueError("resume and overwrite contradict each other: resume continues (or reuses) the stage, "
+                             "overwrite deletes it and starts again. Pass one of them.")
         self.split.check_has_training_prompts()  # before anything in the folder is touched
         folder = self.stage_dir(settings.variant, settings.stage)
+        # under `accelerate launch` every process trains the stage, and the main one holds the lock
+        with stage_lock(folder) if process_state().is_main_process else contextlib.nullcontext():
+            return self._train(folder, settings, resume, overwrite, show_progress, stop_after_steps)
+
+    def _train(self, folder: Path, settings: TrainSettings, resume: bool, overwrite: bool, show_progress: bool,
+               stop_after_steps: int | None) -> dict:
         config = json.loads(json.dumps(self.config(settings)))
         checkpoint = folder / "checkpoint"
         finished = (folder / "final" / "result.json").exists()
@@ -405,7 +459,8 @@ def head_settings(settings: TrainSettings) -> dict:
 def data_identity(data) -> dict:
     """What a run records about its data: enough to refuse another file and to reopen this one."""
     return {"name": data.name, "display_name": data.display_name, "sha256": data.sha256,
-            "registered": data.name in registry.DATASETS and Path(data.source).parent.name == data.name,
+            # how the data was loaded, not where its file sits: an own file at lastfm/lastfm.txt stays one's own
+            "registered": data.registered,
             "source": data.source}
 
 
@@ -442,15 +497,15 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_
     model = WALS(config).fit(split.train_matrix(), show_progress=show_progress)
     state = process_state()  # several processes fit the same factors (same seed); one writes them
     if state.is_main_process:
-        model.save(folder, wals_metadata(data, **({"steps_back": steps_back} if steps_back else {})))
+        model.save(folder, wals_metadata(data, profile=profile.name, **({"steps_back": steps_back} if steps_back else {})))
     state.wait_for_everyone()
     return model
 
 
 def wals_metadata(data, **extra) -> dict:
-    """What ``wals.json`` records about the data the factors were fitted on."""
+    """What ``wals.json`` records about the data the factors were fitted on (enough to reopen it)."""
     return {"dataset": data.name, "indexing": data.indexing, "indexing_seed": data.seed, "source": data.source,
-            "data_sha256": data.sha256, **extra}
+            "data_sha256": data.sha256, "registered": data.registered, "display_name": data.display_name, **extra}
 
 
 def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None = None, stage: int | None = None,
@@ -467,7 +522,11 @@ def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None 
         candidates = sorted(run_dir.glob("*/stage*/config.json"))
     configs = [p for p in candidates if p.exists()]
     if not configs:
-        what = f"{Variant.parse(variant)} stage {stage}" if variant is not None and stage is not None else "a trained stage"
+        wals_dir = next((d for d in (run_dir / "wals", run_dir) if (d / "wals.json").exists()), None)
+        if wals_dir is not None and variant is None:
+            return _open_wals_only(run_dir, wals_dir, data_dir, path)
+        what = f"finished {Variant.parse(variant)} stage {stage}" if variant is not None and stage is not None \
+            else "trained stage"
         raise FileNotFoundError(f"{run_dir} holds no {what} (no config.json found): train into it first "
                                 f"(python -m llmrec_lite train ... --out {run_dir}).")
     saved = read_json(configs[0])
@@ -479,3 +538,27 @@ def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None 
                                     "with --path.")
     return Run.open(get_profile(saved["profile"]), None if path else saved["dataset"], run_dir, data_dir=data_dir,
                     path=path, show_progress=show_progress, display_name=recorded.get("display_name"))
+
+
+def _open_wals_only(run_dir: Path, wals_dir: Path, data_dir=None, path=None) -> Run:
+    """A run folder that holds WALS factors and no trained stage (``wals --out``): its data, split
+    and factors, for the classic recommenders; no backbone is loaded."""
+    info = read_json(wals_dir / "wals.json", f"Delete {wals_dir} and fit the factors again.")
+    registered = info.get("registered")
+    if registered is None:  # factors saved before the metadata said how the data was loaded
+        registered = info.get("dataset") in registry.DATASETS and Path(info.get("source", "")).parent.name == info.get("dataset")
+    if path is None and not registered:
+        path = info.get("source")
+        if not path or not Path(path).exists():
+            raise FileNotFoundError(f"{wals_dir} was fitted on {path}, which is no longer there: pass its new place "
+                                    "with --path.")
+    data = load_dataset(None if path else info["dataset"], path=path, indexing=info.get("indexing", "sequential"),
+                        seed=int(info.get("indexing_seed", 0)), data_dir=data_dir, display_name=info.get("display_name"))
+    if info.get("data_sha256") and data.sha256 and info["data_sha256"] != data.sha256:
+        raise CheckpointMismatchError(
+            f"The WALS factors in {wals_dir} were fitted on another file than {data.source} (sha256 differs). "
+            "Use the file they were fitted on, or fit new factors.")
+    steps_back = int(info.get("steps_back", 0))
+    split = LeaveOneOutSplit.from_data(data).earlier(steps_back)
+    model, _ = WALS.load(wals_dir)
+    return Run(run_dir, get_profile(info.get("profile", "cpu")), split.data, split, model, None, steps_back=steps_back)

@@ -30,20 +30,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 import hashlib
-import json
 from pathlib import Path
 import time
 import warnings
 
 from implicit.cpu.als import AlternatingLeastSquares
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 import torch
 from tqdm.auto import tqdm
 
 from llmrec_lite.device import resolve_device
+from llmrec_lite.checkpoints import CorruptCheckpointError, load_tensors, read_json
 from llmrec_lite.fileio import atomic_path, write_json
 from llmrec_lite.profiles import Profile
 
@@ -495,10 +495,16 @@ class WALS:
         for name in ("factors.safetensors", "wals.json"):
             if not (directory / name).exists():
                 raise FileNotFoundError(f"{directory / name} is missing: run `python -m llmrec_lite wals ... --out {directory}`.")
-        info = json.loads((directory / "wals.json").read_text())
-        tensors = load_file(str(directory / "factors.safetensors"))
-        model = cls(WALSConfig(**info["config"]), tensors["user_factors"], tensors["item_factors"], info["history"])
-        if model.fingerprint() != info["fingerprint"]:
+        fix = f"Delete {directory} and fit the factors again (python -m llmrec_lite wals ... --out {directory})."
+        info = read_json(directory / "wals.json", fix)
+        tensors = load_tensors(directory / "factors.safetensors", fix)
+        try:
+            model = cls(WALSConfig(**info["config"]), tensors["user_factors"], tensors["item_factors"], info["history"])
+            fingerprint = info["fingerprint"]
+        except (KeyError, TypeError) as err:  # valid JSON or safetensors, but not what save() writes
+            raise CorruptCheckpointError(f"{directory} does not hold what `wals --out` writes ({type(err).__name__}: "
+                                         f"{err}). {fix}") from err
+        if model.fingerprint() != fingerprint:
             raise ValueError(f"{directory}: the factors do not match the fingerprint in wals.json (corrupted or edited).")
         return model, info
 
