@@ -386,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # a stop, by SIGTERM or Ctrl-C, still ends with the JSON line (status 128 + the signal's number)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _on_signal)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore on purpose
+            signal.signal(signum, _on_signal)
     try:
         result = args.func(args)
     except KeyboardInterrupt:  # a Ctrl-C that arrived before the handler was in place

@@ -52,7 +52,7 @@ def disk_guard(folder: str | os.PathLike, cleanup: str | os.PathLike | None = No
             shutil.rmtree(cleanup, ignore_errors=True)
         if full:
             raise DiskFullError(
-                f"The disk that holds {folder} is full: nothing was written there. Free some space (df -h shows how "
+                f"The disk that holds {folder} is full: a file could not be written there (no partial file was kept). Free some space (df -h shows how "
                 "much is left) or choose another output folder, then run the command again (an interrupted training "
                 "stage continues with --resume)."
             ) from err

@@ -21,7 +21,8 @@ def _in_process(args: list[str]) -> tuple[int, str, str]:
     from llmrec_lite.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
-    handler = signal.getsignal(signal.SIGTERM)  # main installs its own; pytest's comes back after
+    # main installs its own SIGTERM and SIGINT handlers; pytest's come back after
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
@@ -29,7 +30,8 @@ def _in_process(args: list[str]) -> tuple[int, str, str]:
             except SystemExit as stop:  # argparse's usage errors and --help
                 code = stop.code if isinstance(stop.code, int) else 1
     finally:
-        signal.signal(signal.SIGTERM, handler)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return code, stdout.getvalue(), stderr.getvalue()
 
 
