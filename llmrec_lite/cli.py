@@ -26,12 +26,12 @@ from llmrec_lite.backbone import BackboneSettings, load_tokenizer
 from llmrec_lite.data import INDEXINGS, DataFormatError, load_dataset
 from llmrec_lite.evaluate import evaluate_model, evaluation_users
 from llmrec_lite.fileio import atomic_path, check_writable
-from llmrec_lite.metrics import evaluate_dot_product
+from llmrec_lite.metrics import check_catalogue_size, evaluate_dot_product
 from llmrec_lite.pipeline import run_pipeline
 from llmrec_lite.profiles import PROFILES, Profile, get_profile
 from llmrec_lite.prompts import PromptEncoder
 from llmrec_lite.recommend import ClassicRecommender, recommend
-from llmrec_lite.runs import Run, open_saved, wals_metadata
+from llmrec_lite.runs import FinishedWorkError, Run, open_saved, wals_metadata
 from llmrec_lite.settings import TrainSettings
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.templates import get_template
@@ -106,6 +106,16 @@ def _variant(args) -> Variant:
     return Variant(args.output, not args.text_only)
 
 
+def _check_run_source(args, run) -> None:
+    """``--dataset`` and ``--name`` beside ``--run`` must agree with the run (the run decides)."""
+    if args.dataset is not None and args.dataset != run.data.name:
+        raise CommandLineError(f"--run {args.run} holds a run of {run.data.name!r}, not {args.dataset!r}: drop "
+                               "--dataset (the run knows its data) or give the run folder of that dataset.")
+    if args.name is not None and args.name != run.data.display_name:
+        raise CommandLineError(f"--run {args.run} names its data {run.data.display_name!r} in prompts, not {args.name!r}: "
+                               "drop --name (a trained model keeps the name it was trained with).")
+
+
 def _user_index(data, user_id) -> int:
     """The index of a user named as in the data file."""
     matches = [i for i, raw in enumerate(data.raw_user_ids.tolist()) if str(raw) == str(user_id)]
@@ -132,12 +142,19 @@ def cmd_wals(args) -> dict:
                                   "Pass --overwrite to replace them, or choose another --out.")
     torch.manual_seed(args.seed)
     data, split = _load(args)
+    check_catalogue_size(split.num_items, name=data.name)  # before the fit: its metrics would mean nothing
     given = {"num_factors": args.factors, "regularization": args.regularization, "alpha": args.alpha,
              "iterations": args.iterations, "backend": args.backend, "solver": args.solver, "cg_steps": args.cg_steps,
              "device": args.device, "seed": args.seed}
     config = WALSConfig.from_profile(_profile(args.profile), **{k: v for k, v in given.items() if v is not None})
     start = time.perf_counter()
-    model = WALS(config).fit(split.train_matrix())
+    try:
+        model = WALS(config).fit(split.train_matrix())
+    except RuntimeError as err:
+        if "alloc" not in str(err):
+            raise
+        raise ValueError(f"--factors {config.num_factors} needs more memory than this machine has ({err}). "
+                          "Use fewer factors (the profiles use 64).") from err
     seconds = time.perf_counter() - start
     metrics = evaluate_dot_product(model.user_factors, model.item_factors, split, targets=targets)
     out = {
@@ -217,6 +234,8 @@ def cmd_evaluate(args) -> dict:
             raise FileExistsError(f"--dump-rankings {args.dump_rankings} already exists. Pass --overwrite to replace it, "
                                   "or give a new file name.")
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage)
+    _check_run_source(args, run)
+    check_catalogue_size(run.split.num_items, name=run.data.name)
     trained = run.load(variant, stage)
     users = evaluation_users(run.split, args.users, seed=run.profile.seed)
     extra = {"cf_weight": args.cf_weight} if args.cf_weight else {}
@@ -231,8 +250,13 @@ def cmd_evaluate(args) -> dict:
 
 def cmd_run(args) -> dict:
     check_writable(args.out, "--out", is_dir=True)
-    result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path,
-                          display_name=args.name)
+    try:
+        result = run_pipeline(_profile(args.profile), args.dataset, args.out, data_dir=args.data_dir, path=args.path,
+                              display_name=args.name)
+    except FinishedWorkError as err:  # its message names train's flags, which run does not take
+        raise FinishedWorkError(
+            f"{err} `run` itself never replaces a stage: give it another --out, or retrain that stage with "
+            f"`python -m llmrec_lite train --stage K --overwrite` and --profile {args.profile}.") from err
     return {"results": str(Path(args.out) / "results.json"), "table": str(Path(args.out) / "results.md"),
             "rows": len(result["rows"])}
 
@@ -243,7 +267,9 @@ def cmd_recommend(args) -> dict:
         raise ValueError(f"--k {args.k}: recommend at least 1 item.")
     fusion = args.model in OUTPUTS
     variant = Variant(args.model, not args.text_only) if fusion else None
+    get_template(args.task, args.template)  # checked for every --model, though classic ones read no prompt
     run = open_saved(args.run, data_dir=args.data_dir, path=args.path, variant=variant, stage=stage if fusion else None)
+    _check_run_source(args, run)
     user = _user_index(run.data, args.user)
     model = run.load(variant, stage) if fusion else ClassicRecommender(run, args.model)
     exclude_seen = not args.include_seen
@@ -330,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_targets_arg(p)
     p.add_argument("--users", type=int, default=None, help="evaluate a seeded subset of users (default: all)")
     p.add_argument("--mask-history", action="store_true", help="exclude each user's history items")
-    p.add_argument("--dump-rankings", default=None, help="JSON-lines file: top-10 item ids and the gold id per user")
+    p.add_argument("--dump-rankings", default=None,
+                   help="JSON-lines file, one line per user: the top-10 items and the gold item, as the prompts name "
+                        "them (user, gold, top) and as your data file does (user_in_file, gold_in_file, top_in_file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --dump-rankings file")
     p.add_argument("--cf-weight", type=float, default=0.0,
                    help="item-token models: late fusion with the WALS score at this weight (0: the model alone)")
@@ -376,24 +404,32 @@ class Terminated(RuntimeError):
     """The process was asked to stop (SIGTERM or Ctrl-C); ``args``: the message and the signal."""
 
 
-def _on_signal(signum, frame):
+def _stopped(signum: int, command: str | None) -> Terminated:
+    """The error a stop by ``signum`` ends ``command`` with: how to continue depends on what it writes."""
     name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
-    raise Terminated(f"Stopped by {name}. A training stage keeps its last checkpoint: run the same command "
-                     "with --resume to continue it.", signum)
+    if command == "train":
+        how = "The stage keeps its last checkpoint: run the same command with --resume to continue it."
+    elif command == "run":
+        how = ("Finished stages and evaluations are kept and an interrupted stage keeps its last checkpoint: run the "
+               "same command again to continue.")
+    else:
+        how = "Nothing partial was written: run the same command again."
+    return Terminated(f"Stopped by {name}. {how}", signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # a stop, by SIGTERM or Ctrl-C, still ends with the JSON line (status 128 + the signal's number)
+    def on_signal(signum, frame):
+        raise _stopped(signum, args.command)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore on purpose
-            signal.signal(signum, _on_signal)
+            signal.signal(signum, on_signal)
     try:
         result = args.func(args)
     except KeyboardInterrupt:  # a Ctrl-C that arrived before the handler was in place
-        err = Terminated("Stopped by Ctrl-C (SIGINT). A training stage keeps its last checkpoint: run the same "
-                         "command with --resume to continue it.", signal.SIGINT)
-        _emit_error(str(err.args[0]))
+        _emit_error(_stopped(signal.SIGINT, args.command).args[0])
         return 128 + signal.SIGINT
     except (KeyError, DataFormatError, FileNotFoundError, FileExistsError, registry.ChecksumError, RuntimeError,
             ValueError, OSError) as err:

@@ -189,7 +189,8 @@ def parse_s3rec(path: str | os.PathLike) -> dict[int, list[int]]:
         if bad is not None:
             raise DataFormatError(
                 f"{path}, line {line_no}: {bad!r} is not an integer id. Each line must be "
-                "'user_id item_id item_id ...' with positive integers (digits 0-9) separated by spaces."
+                "'user_id item_id item_id ...' with positive integers (digits 0-9, no leading 0 or +, so that one "
+                "id has one spelling) separated by spaces."
             )
         ids = [int(f) for f in fields]
         if min(ids) <= 0:
@@ -254,12 +255,13 @@ _CONTROL_NAMES = {"\x0b": "vertical tab", "\x0c": "form feed", "\r": "carriage r
 
 def _char_name(char: str) -> str:
     return _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 def _is_int(text: str) -> bool:
-    """An integer written in ASCII digits: ``int()`` alone would also take ``1_0`` (as 10) and
-    digits of other scripts (Arabic-Indic ``١٠``), merging them with another id."""
+    """An integer in one spelling, ASCII digits: ``int()`` alone would also take ``1_0`` (as 10),
+    ``025`` and ``+25`` (as 25) and digits of other scripts (Arabic-Indic ``١٠``), merging
+    them with another id."""
     return _INTEGER.fullmatch(text) is not None
 
 
@@ -425,6 +427,10 @@ def load_dataset(
         check_display_name(display_name)
     if path is not None:
         path = Path(path).resolve() if Path(path).exists() else Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No such data file: {path}")
+        if path.is_dir():
+            raise IsADirectoryError(f"--path {path} is a folder: give the data file itself (S3Rec text or a zip).")
         if display_name is None:
             check_display_name(path.stem, "the file's name (the default --name)")
         raw = read_ml1m_zip(path) if path.suffix == ".zip" else parse_s3rec(path)

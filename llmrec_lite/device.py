@@ -23,7 +23,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a device: use cpu, cuda, cuda:N or auto.") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             "CUDA was requested but torch.cuda.is_available() is False on this machine. "

@@ -16,7 +16,7 @@ import torch
 from llmrec_lite.baselines import CLASSIC, classic_scorers
 from llmrec_lite.generation import ItemTrie, constrained_beam_search
 from llmrec_lite.late_fusion import cf_scores, check_cf_weight, fuse_scores
-from llmrec_lite.metrics import (DEFAULT_KS, bootstrap_interval, check_catalogue_size, evaluate_scorer,
+from llmrec_lite.metrics import (DEFAULT_KS, bootstrap_interval, evaluate_scorer,
                                  metrics_from_ranks, ranks_from_lists, target_ranks, top_k)
 from llmrec_lite.templates import get_template
 from llmrec_lite.variants import check_targets
@@ -41,9 +41,16 @@ class Evaluation:
         return bootstrap_interval(ranks, key, samples, seed, level)
 
     def rankings(self, data) -> list[dict]:
-        """One record per user: ranked top-K item ids (as in prompts) and the gold id."""
-        return [{"user": data.user_id(u), "gold": data.item_id(g), "top": [data.item_id(i) for i in row]}
-                for u, g, row in zip(self.users.tolist(), self.gold.tolist(), self.top_items.tolist())]
+        """One record per user: the ranked top-K items and the gold item, as the prompts name them
+        (``user``, ``gold``, ``top``) and as the data file names them (``*_in_file``). A slot beam
+        search left empty (``-1``) is dropped, so a list may be shorter than K."""
+        records = []
+        for u, g, row in zip(self.users.tolist(), self.gold.tolist(), self.top_items.tolist()):
+            row = [i for i in row if i >= 0]
+            records.append({"user": data.user_id(u), "gold": data.item_id(g), "top": [data.item_id(i) for i in row],
+                            "user_in_file": int(data.raw_user_ids[u]), "gold_in_file": int(data.raw_item_ids[g]),
+                            "top_in_file": [int(data.raw_item_ids[i]) for i in row]})
+        return records
 
 
 def evaluation_users(split, num_users: int | None, seed: int = 0) -> np.ndarray:
@@ -283,7 +290,6 @@ def evaluate_model(trained, encoder=None, **kwargs) -> Evaluation:
     """
     bf16 = as_trained_precision(trained, kwargs.pop("bf16", None))  # read before unpacking drops the settings
     model, encoder = _unpack(trained, encoder)
-    check_catalogue_size(encoder.split.num_items, name=encoder.split.data.name)
     if model.output == "item-token":
         kwargs.pop("num_beams", None)
         return evaluate_item_token(model, encoder, bf16=bf16, **kwargs)

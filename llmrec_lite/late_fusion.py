@@ -27,12 +27,18 @@ import numpy as np
 import torch
 
 
+# Past this the model's share of the fused score is below float32's resolution (the ranking is
+# WALS's alone), and far past it the product overflows float32 into inf and NaN.
+MAX_CF_WEIGHT = 1e6
+
+
 def check_cf_weight(weight: float) -> float:
-    """``weight`` as a float, refused unless finite and at least 0."""
+    """``weight`` as a float, refused unless finite and from 0 to :data:`MAX_CF_WEIGHT`."""
     weight = float(weight)
-    if not math.isfinite(weight) or weight < 0:
+    if not math.isfinite(weight) or not 0 <= weight <= MAX_CF_WEIGHT:
         raise ValueError(f"cf_weight={weight!r}: the share of the WALS score in the fused ranking must be a "
-                         "finite number >= 0 (0: the model's own scores).")
+                         f"finite number from 0 (the model's own scores) to {MAX_CF_WEIGHT:g} (WALS's ranking; "
+                         "recommend with the wals model for exactly that).")
     return weight
 
 

@@ -30,6 +30,8 @@ from llmrec_lite.variants import check_targets
 
 def _users(users) -> np.ndarray:
     raw = np.atleast_1d(np.asarray(users))
+    if raw.ndim > 1:
+        raise ValueError(f"users has shape {raw.shape}: give one user index or a flat list of them.")
     if raw.size and raw.dtype.kind not in "iu":  # 1.5, True or "41" would be cast silently to another user
         raise ValueError(f"users={users!r}: give 0-based user indices as whole numbers (ints), "
                          "e.g. data.raw_user_ids.tolist().index(raw_id) for a user named in the file.")
@@ -93,6 +95,9 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     """
     check_targets(targets)
     k = _check_k(k)
+    if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, (int, np.integer))
+                                  or num_beams < 1):
+        raise ValueError(f"num_beams={num_beams!r}: give a whole number of beams, at least 1 (or None: k beams).")
     users = _users(users)
     split = model.split if isinstance(model, ClassicRecommender) else model.encoder.split
     _check_users(users, split)

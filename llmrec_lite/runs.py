@@ -324,6 +324,13 @@ class Run:
             raise ValueError("resume and overwrite contradict each other: resume continues (or reuses) the stage, "
                              "overwrite deletes it and starts again. Pass one of them.")
         self.split.check_has_training_prompts()  # before anything in the folder is touched
+        if settings.stage == 1 and settings.output == "text-id" and not settings.use_embeddings:
+            raise ValueError("The text-id baseline without CF embeddings has nothing to train in stage 1 (no projectors "
+                             "and no item embeddings of its own): train its stage 2 directly.")
+        first = self.stage_dir(settings.variant, 1) / "final"
+        if settings.stage == 2 and settings.use_embeddings and not first.exists():
+            raise FileNotFoundError(f"Stage 2 starts from stage 1's projectors, but {first} does not exist: run "
+                                    "`train --stage 1` with the same --out first.")
         folder = self.stage_dir(settings.variant, settings.stage)
         # under `accelerate launch` every process trains the stage, and the main one holds the lock
         with stage_lock(folder) if process_state().is_main_process else contextlib.nullcontext():
@@ -516,6 +523,9 @@ def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None 
     else any) or, for a run holding only WALS factors, from ``wals/wals.json``.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"--run {run_dir} " + ("is a file, not a run folder" if run_dir.exists() else "does not exist")
+                                + ": give the folder that train --out, run --out or wals --out wrote.")
     if variant is not None and stage is not None:
         candidates = [run_dir / Variant.parse(variant).name / f"stage{stage}" / "config.json"]
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 TASKS = ("sequential", "direct")
 NUM_TRAINING_TEMPLATES = 10
 UNSEEN = "unseen"
@@ -106,10 +108,11 @@ def get_template(task: str, which: int | str) -> Template:
         return unseen_template(task)
     if which == "seen":
         which = 0
-    try:
+    index = -1
+    if isinstance(which, (int, np.integer)) and not isinstance(which, bool):
         index = int(which)
-    except (TypeError, ValueError):
-        index = -1
+    elif isinstance(which, str) and which.strip().isdigit() and which.strip().isascii():
+        index = int(which)  # "3" from the command line; True or 1.7 would be cast to another template
     if not 0 <= index < NUM_TRAINING_TEMPLATES:
         raise ValueError(
             f"Template {which!r} does not exist: use 0-{NUM_TRAINING_TEMPLATES - 1} or '{UNSEEN}'."

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 import hashlib
+import math
 from pathlib import Path
 import time
 import warnings
@@ -98,8 +99,11 @@ class WALSConfig:
             raise ValueError(f"Unknown WALS solver {self.solver!r}; choose one of {SOLVERS}.")
         for name, value, ok, rule in (("num_factors", self.num_factors, self.num_factors >= 1, "at least 1"),
                                        ("iterations", self.iterations, self.iterations >= 1, "at least 1"),
-                                       ("regularization", self.regularization, self.regularization >= 0, "0 or more"),
-                                       ("alpha", self.alpha, self.alpha >= 0, "0 or more"),
+                                       ("regularization", self.regularization,
+                                        math.isfinite(self.regularization) and self.regularization >= 0,
+                                        "a finite number, 0 or more"),
+                                       ("alpha", self.alpha, math.isfinite(self.alpha) and self.alpha >= 0,
+                                        "a finite number, 0 or more"),
                                        ("cg_steps", self.cg_steps, self.cg_steps >= 1, "at least 1")):
             if not ok:
                 raise ValueError(f"Invalid WALS setting {name}={value!r}: it must be {rule}.")
@@ -364,6 +368,10 @@ class WALS:
             self._fit_implicit(conf, show_progress, track_loss)
         else:
             self._fit_torch(conf, show_progress, track_loss)
+        # NaN scores would rank every target first (HR@10 = 1): such factors are never returned
+        if not (torch.isfinite(self.user_factors).all() and torch.isfinite(self.item_factors).all()):
+            raise ValueError(f"WALS produced non-finite factors (regularization={cfg.regularization}, alpha={cfg.alpha}, "
+                             f"{cfg.num_factors} factors): use smaller, finite settings.")
         return self
 
     def _initial_factors(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

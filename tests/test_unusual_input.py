@@ -316,3 +316,114 @@ def test_ordinary_names_are_kept(good):
     for name in ("Shop", "Amazon Beauty", "MovieLens-100K", "my_shop (v2)"):
         assert cli("data", "--path", str(good), "--name", name)[0] == 0
     assert load_dataset(path=good, display_name="Amazon Beauty").item_text(0) == "Amazon Beauty item_1001"
+
+
+# beyond the reported cases: found by trying the other commands and the Python API ---------------------------
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--regularization", "inf"), "regularization=inf"),
+    (("--alpha", "inf"), "alpha=inf"),
+    (("--backend", "implicit", "--alpha", "inf"), "alpha=inf"),
+    (("--device", "tpu"), "device='tpu'"),
+])
+def test_wals_settings_that_would_give_nan_factors_or_a_raw_message(good, args, needle):
+    code, res, _ = cli("wals", "--path", str(good), "--profile", "smoke", *args)
+    assert code == 2 and needle in res["error"]
+
+
+def test_wals_never_returns_non_finite_factors(good):
+    from llmrec_lite.split import LeaveOneOutSplit
+    from llmrec_lite.wals import WALS, WALSConfig
+
+    split = LeaveOneOutSplit.from_data(load_dataset(path=good))
+    with pytest.raises(ValueError, match="non-finite factors"):
+        WALS(WALSConfig(num_factors=4, iterations=2, regularization=1e38, alpha=1e38)).fit(split.train_matrix(),
+                                                                                           show_progress=False)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "recommend"])
+def test_a_cf_weight_past_float32_is_refused(finished, command):
+    extra = ("--user", "1") if command == "recommend" else ()
+    code, res, _ = cli(command, "--run", str(finished), "--cf-weight", "1e39", *extra)
+    assert code == 2 and "cf_weight=1e+39" in res["error"]
+
+
+def test_dumped_rankings_hold_no_filler_and_name_the_files_ids(finished, good, tmp_path):
+    dump = tmp_path / "d.jsonl"
+    code, _, _ = cli("evaluate", "--run", str(finished), "--output", "text-id", "--mask-history", "--dump-rankings",
+                     str(dump))
+    assert code == 0
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert len(lines) == 40
+    for line in lines:
+        assert all(1001 <= i <= 1030 for i in line["top"]) and len(line["top"]) == len(line["top_in_file"])
+        assert not history_ids(good, line["user_in_file"]) & set(line["top_in_file"])
+        assert line["gold_in_file"] == int(good.read_text().splitlines()[line["user_in_file"] - 1].split()[-1])
+
+
+@pytest.mark.parametrize("extra, needle", [(("--dataset", "lastfm"), "not 'lastfm'"), (("--name", "Foo"), "not 'Foo'")])
+def test_dataset_or_name_beside_run_must_agree(finished, extra, needle):
+    for command in (("evaluate", "--users", "2"), ("recommend", "--user", "1")):
+        code, res, _ = cli(command[0], "--run", str(finished), *command[1:], *extra)
+        assert code == 2 and needle in res["error"]
+
+
+def test_stages_that_cannot_train_leave_nothing_behind(good, tmp_path):
+    out = tmp_path / "R"
+    code, res, _ = cli("train", "--path", str(good), "--profile", "smoke", "--stage", "1", "--output", "text-id",
+                       "--text-only", "--out", str(out))
+    assert code == 2 and "nothing to train in stage 1" in res["error"]
+    code, res, _ = cli("train", "--path", str(good), "--profile", "smoke", "--stage", "2", "--out", str(out))
+    assert code == 2 and "run `train --stage 1`" in res["error"]
+    assert not [p for p in out.rglob("*") if "wals" not in p.parts]
+
+
+def test_run_onto_a_stage_with_other_settings_names_what_run_can_do(good, tmp_path):
+    out = tmp_path / "R"
+    assert cli("train", "--path", str(good), "--profile", "smoke", "--stage", "1", "--samples", "7", "--out", str(out))[0] == 0
+    code, res, _ = cli("run", "--path", str(good), "--profile", "smoke", "--out", str(out))
+    assert code == 2 and "`run` itself never replaces a stage" in res["error"]
+
+
+def test_a_stop_of_a_command_without_resume_does_not_suggest_it(good):
+    from llmrec_lite.cli import _stopped
+
+    assert "--resume" not in _stopped(signal.SIGTERM, "wals").args[0]
+    assert "--resume" in _stopped(signal.SIGINT, "train").args[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("data", "--path", "{tmp}"), "is a folder"),
+    (("data", "--path", "{tmp}/missing.zip"), "No such data file"),
+    (("evaluate", "--run", "{tmp}/nope"), "does not exist"),
+    (("evaluate", "--run", "{good}"), "is a file, not a run folder"),
+])
+def test_paths_of_the_wrong_kind_are_named(good, tmp_path, args, needle):
+    code, res, _ = cli(*(a.format(tmp=tmp_path, good=good) for a in args))
+    assert code == 2 and needle in res["error"]
+
+
+@pytest.mark.parametrize("token", ["025", "+25", "00"])
+def test_an_id_has_one_spelling(tmp_path, token):
+    path = tmp_path / "ids.txt"
+    path.write_text(f"1 {token} 2 3 4\n2 25 2 3 4\n")
+    with pytest.raises(DataFormatError, match="one spelling"):
+        load_dataset(path=path)
+
+
+def test_recommend_checks_the_template_for_classic_models_too(finished):
+    code, res, _ = cli("recommend", "--run", str(finished), "--user", "1", "--model", "wals", "--template", "abc")
+    assert code == 2 and "Template 'abc'" in res["error"]
+
+
+def test_recommend_api_refuses_templates_users_and_beams_it_would_misread(finished):
+    trained = open_saved(finished).load("text-id", 2)
+    for template in (True, 1.7):
+        with pytest.raises(ValueError, match="does not exist"):
+            recommend(trained, [1], k=2, template=template)
+    for beams in (0, -3):
+        with pytest.raises(ValueError, match="num_beams"):
+            recommend(trained, [1], k=2, num_beams=beams)
+    with pytest.raises(ValueError, match="flat list"):
+        recommend(ClassicRecommender(open_saved(finished), "wals"), [[1, 2], [3, 4]], k=2)
