@@ -1,12 +1,14 @@
 """Interaction data: parsers, the 5-core filter, item indexing and statistics.
 
-Two on-disk formats are read:
+Three on-disk formats are read:
 
 - **S3Rec** (LastFM, Beauty, and any file of yours in the same format): one user per
   line, ``user_id item_id item_id ...``, positive integers, items oldest first.
 - **MovieLens-1M** (``ml-1m.zip``): ``ratings.dat`` with ``UserID::MovieID::Rating::Timestamp``;
   every rating is an interaction, an iterative 5-core filter is applied and each user's
-  items are sorted by timestamp (OpenP5's processing).
+  items are sorted by timestamp (OpenP5's processing; ties keep the file's order).
+- **MovieLens-100K** (``u.data``): ``user<TAB>item<TAB>rating<TAB>timestamp`` in no order;
+  processed as MovieLens-1M, with ties in time ordered by item id.
 
 After parsing, users and items are renumbered. Inside the package every user and item
 is a 0-based *index* (rows and columns of matrices). The ids the prompts show are
@@ -289,6 +291,44 @@ def parse_ml1m_ratings(lines, source: str = "ratings.dat") -> list[tuple[int, in
     return triples
 
 
+def parse_ml100k(path: str | os.PathLike) -> dict[int, list[int]]:
+    """Reads MovieLens-100K's ``u.data`` (``user<TAB>item<TAB>rating<TAB>unix time``, one rating a
+    line, in no particular order): every rating an interaction, iterative 5-core, each user's
+    items by time.
+
+    Many of a user's ratings share one second (ratings entered in one sitting). The file's line
+    order says nothing about them, so ties are ordered by item id, ascending: a rule that does
+    not depend on how the file happens to be sorted.
+
+    Raises:
+        DataFormatError: a line without four tab-separated integers; the message names the line.
+    """
+    path = Path(path)
+    triples = []
+    for line_no, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4 or not all(_is_int(p.strip()) for p in parts):
+            raise DataFormatError(f"{path}, line {line_no}: expected 'user<TAB>item<TAB>rating<TAB>timestamp' with "
+                                  f"integers (MovieLens-100K's u.data), got {line[:80]!r}.")
+        user, item, _rating, ts = (int(p) for p in parts)
+        triples.append((user, item, ts))
+    if not triples:
+        raise DataFormatError(f"{path}: the file holds no ratings.")
+    # sorting by item first makes the stable sort by time in sequences_from_triples break ties by item
+    triples.sort(key=lambda t: (t[0], t[1]))
+    return sequences_from_triples(_five_core_of(triples, path))
+
+
+def _five_core_of(triples, source) -> list[tuple[int, int, int]]:
+    kept = five_core(triples)
+    if not kept:
+        raise DataFormatError(f"{source}: no user and item keep 5 interactions under the iterative 5-core filter, "
+                              "so nothing is left to recommend from.")
+    return kept
+
+
 def five_core(triples: list[tuple[int, int, int]], k: int = 5) -> list[tuple[int, int, int]]:
     """Iteratively drops users and items with fewer than ``k`` interactions."""
     while True:
@@ -326,7 +366,7 @@ def read_ml1m_zip(path: str | os.PathLike) -> dict[int, list[int]]:
                 triples = parse_ml1m_ratings(io.TextIOWrapper(fh, encoding="latin-1"), f"{path}:{member}")
     except zipfile.BadZipFile as err:
         raise DataFormatError(f"{path} is not a valid zip archive ({err}). Delete it and download again.") from err
-    return sequences_from_triples(five_core(triples))
+    return sequences_from_triples(_five_core_of(triples, path))
 
 
 # --------------------------------------------------------------------------- indexing
@@ -410,8 +450,9 @@ def load_dataset(
     """Loads a registered dataset by name, or an S3Rec-format file by path.
 
     Args:
-        name: Registry key (``lastfm``, ``beauty``, ``ml1m``).
-        path: A file in the S3Rec format, or an ``ml-1m.zip``-style archive.
+        name: Registry key (``lastfm``, ``beauty``, ``ml1m``, ``ml100k``).
+        path: A file in the S3Rec format, an ``ml-1m.zip``-style archive, or a file named
+            ``u.data`` in MovieLens-100K's format.
         indexing: ``"sequential"`` or ``"random"`` (see the module docstring).
         seed: Seed of the random indexing.
         data_dir: Cache directory (default: ``LLMREC_DATA_DIR`` or ``~/.cache/llmrec_lite/data``).
@@ -433,12 +474,14 @@ def load_dataset(
             raise IsADirectoryError(f"--path {path} is a folder: give the data file itself (S3Rec text or a zip).")
         if display_name is None:
             check_display_name(path.stem, "the file's name (the default --name)")
-        raw = read_ml1m_zip(path) if path.suffix == ".zip" else parse_s3rec(path)
+        # by the name GroupLens gives each format; anything else is read as S3Rec text
+        parser = read_ml1m_zip if path.suffix == ".zip" else parse_ml100k if path.name == "u.data" else parse_s3rec
+        raw = parser(path)
         data = build(raw, path.stem, display_name or path.stem, indexing, seed, source=str(path))
     else:
         info = registry.get_info(name)
         file = registry.fetch(info.name, data_dir, "interactions")
-        raw = parse_s3rec(file) if info.fmt == "s3rec" else read_ml1m_zip(file)
+        raw = {"s3rec": parse_s3rec, "ml1m": read_ml1m_zip, "ml100k": parse_ml100k}[info.fmt](file)
         data = build(raw, info.name, display_name or info.display_name, indexing, seed, source=str(file))
         data.registered = True
         algorithm, digest = info.interactions.checksum

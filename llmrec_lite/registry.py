@@ -59,7 +59,7 @@ class DatasetInfo:
         name: Registry key (``lastfm``, ``beauty``, ``ml1m``).
         display_name: The name the prompts use ("LastFM item_1024").
         folder: Sub-folder of the cache directory.
-        fmt: ``"s3rec"`` or ``"ml1m"``: which parser reads the interactions file.
+        fmt: ``"s3rec"``, ``"ml1m"`` or ``"ml100k"``: which parser reads the interactions file.
         interactions: The file holding the interactions.
         attributes: Optional item-attribute file.
         source: Where the data comes from (for the book's data table).
@@ -128,6 +128,19 @@ DATASETS: dict[str, DatasetInfo] = {
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         source="MovieLens-1M (GroupLens), every rating an interaction, iterative 5-core",
+    ),
+    "ml100k": DatasetInfo(
+        name="ml100k",
+        display_name="MovieLens",
+        folder="ml100k",
+        fmt="ml100k",
+        # GroupLens serves u.data on its own; this sha256 is the one other projects pin too
+        interactions=RemoteFile(
+            "u.data",
+            "https://files.grouplens.org/datasets/movielens/ml-100k/u.data",
+            "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+        ),
+        source="MovieLens-100K (GroupLens), every rating an interaction, iterative 5-core, ties in time by item id",
     ),
 }
 

@@ -490,8 +490,9 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_
         recorded = info.get("data_sha256")
         if recorded and data.sha256 and recorded != data.sha256:
             raise CheckpointMismatchError(
-                f"The WALS factors in {folder} were fitted on another file than {data.source} (sha256 differs), "
-                f"although both are called {data.name!r}. Use the file the run was made from, or another --out."
+                f"The WALS factors in {folder} were fitted on {info.get('source') or 'another file'} "
+                f"({info.get('dataset')!r}), not on {data.source} ({data.name!r}; the sha256 differs). Use the file "
+                "the run was made from, or another --out."
             )
         check_matches(info["config"], asdict(config), f"WALS factors in {folder}")
         check_matches(info, {"dataset": data.name, "indexing": data.indexing}, f"WALS factors in {folder}")
@@ -523,6 +524,8 @@ def open_saved(run_dir, data_dir=None, path=None, variant: Variant | str | None 
     else any) or, for a run holding only WALS factors, from ``wals/wals.json``.
     """
     run_dir = Path(run_dir)
+    if stage is not None:
+        check_stage(stage)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"--run {run_dir} " + ("is a file, not a run folder" if run_dir.exists() else "does not exist")
                                 + ": give the folder that train --out, run --out or wals --out wrote.")

@@ -34,8 +34,16 @@ def test_malformed_file_names_file_and_line(tmp_path):
     assert code == 2 and str(bad) in out["error"] and "line 2" in out["error"]
 
 
-def test_wals_same_command_same_numbers(s3rec_file):
-    args = ("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "3", "--seed", "3")
+@pytest.fixture
+def wals_file(s3rec_file):
+    """The tiny file with one more user and item: HR@10, which `wals` reports, needs over 10 items."""
+    with s3rec_file.open("a") as fh:
+        fh.write("5 20 10 11 12\n")
+    return s3rec_file
+
+
+def test_wals_same_command_same_numbers(wals_file):
+    args = ("wals", "--path", str(wals_file), "--factors", "4", "--iterations", "3", "--seed", "3")
     _, a, _ = run_cli(*args)
     _, b, _ = run_cli(*args)
     timing = {"seconds", "seconds_per_iteration"}
@@ -44,14 +52,14 @@ def test_wals_same_command_same_numbers(s3rec_file):
         assert key in a
 
 
-def test_wals_saves_factors(tmp_path, s3rec_file):
-    _, out, _ = run_cli("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "2",
+def test_wals_saves_factors(tmp_path, wals_file):
+    _, out, _ = run_cli("wals", "--path", str(wals_file), "--factors", "4", "--iterations", "2",
                         "--out", str(tmp_path / "w"))
     from llmrec_lite.wals import WALS
 
     model, info = WALS.load(tmp_path / "w")
     assert info["fingerprint"] == out["fingerprint"] and info["indexing"] == "sequential"
-    assert model.user_factors.shape == (4, 4)
+    assert model.user_factors.shape == (5, 4)
 
 
 @needs_real_data
@@ -128,8 +136,8 @@ def test_json_line_has_no_nan(s3rec_file):
     json.loads(last)
 
 
-def test_targets_flag_and_no_old_spelling(s3rec_file):
-    common = ("wals", "--path", str(s3rec_file), "--factors", "4", "--iterations", "2")
+def test_targets_flag_and_no_old_spelling(wals_file):
+    common = ("wals", "--path", str(wals_file), "--factors", "4", "--iterations", "2")
     _, valid, _ = run_cli(*common, "--targets", "valid")
     _, test, _ = run_cli(*common)
     assert valid["targets"] == "valid" and test["targets"] == "test"

@@ -47,7 +47,7 @@ def test_item_token_recommend_matches_evaluation(run):
     trained = run.load("item-token", 1)
     users = np.arange(run.split.num_users)
     ev = evaluate_model(trained, users=users, mask_history=True, show_progress=False)
-    assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == ev.top_items.tolist()
+    assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == unseen_part(run, users, ev.top_items)
 
 
 def test_recommend_reads_the_user_vectors_the_results_read(run):
@@ -67,12 +67,19 @@ def test_recommend_reads_the_user_vectors_the_results_read(run):
     folded = history_user_factors(run.wals, run.split, "test")
     assert torch.equal(trained.user_vectors("test"), folded)
     ev = evaluate_model(trained, users=users, mask_history=True, show_progress=False, user_factors=folded)
-    assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == ev.top_items.tolist()
+    assert trained.recommend(users, k=10, exclude_seen=True, as_indices=True) == unseen_part(run, users, ev.top_items)
     for targets in ("test", "valid"):
         vectors = history_user_factors(run.wals, run.split, targets)
         exclude = [run.split.history(int(u), targets) for u in users]
         got = recommend(ClassicRecommender(run, "wals"), users, k=3, targets=targets, as_indices=True)
-        assert got == top_k(vectors @ run.wals.item_factors.T, 3, exclude=exclude).tolist()
+        assert got == unseen_part(run, users, top_k(vectors @ run.wals.item_factors.T, 3, exclude=exclude), targets)
+
+
+def unseen_part(run, users, top, targets="test") -> list[list[int]]:
+    """An evaluation's masked top-10 as recommend returns it: on a catalogue this small the
+    masked list ends in history items (scored -inf), which recommend leaves out."""
+    return [[int(i) for i in row if i not in set(run.split.history(int(u), targets).tolist())]
+            for u, row in zip(users, np.asarray(top))]
 
 
 def test_text_id_recommend_returns_k_distinct_unseen_items(run):
