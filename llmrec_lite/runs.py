@@ -490,8 +490,8 @@ def ensure_wals(folder: Path, profile, split, show_progress: bool = True, steps_
         recorded = info.get("data_sha256")
         if recorded and data.sha256 and recorded != data.sha256:
             raise CheckpointMismatchError(
-                f"The WALS factors in {folder} were fitted on {info.get('source') or 'another file'} "
-                f"({info.get('dataset')!r}), not on {data.source} ({data.name!r}; the sha256 differs). Use the file "
+                f"The WALS factors in {folder} were fitted on another file, {info.get('source') or 'of unknown place'} "
+                f"({info.get('dataset')!r}), not on {data.source} ({data.name!r}): the sha256 differs. Use the file "
                 "the run was made from, or another --out."
             )
         check_matches(info["config"], asdict(config), f"WALS factors in {folder}")

@@ -185,7 +185,9 @@ def test_utf8_byte_order_mark_is_accepted(tmp_path):
     assert load_dataset(path=path).num_users == 2
 
 
-def test_sigterm_ends_with_a_json_line(shop, tmp_path):
+@pytest.mark.parametrize("signum, words", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stop_ends_with_a_json_line(shop, tmp_path, signum, words):
     args = [sys.executable, "-m", "llmrec_lite", "train", "--path", str(shop), "--profile", "smoke", "--stage", "1",
             "--samples", "100000", "--out", str(tmp_path / "R")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -193,10 +195,12 @@ def test_sigterm_ends_with_a_json_line(shop, tmp_path):
     deadline = time.time() + 120
     while not (log.exists() and log.stat().st_size) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 143
-    assert "SIGTERM" in json.loads(stdout.strip().splitlines()[-1])["error"]
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr
+    message = json.loads(stdout.strip().splitlines()[-1])["error"]
+    assert words in message and "--resume" in message
 
 
 def test_no_spurious_kernel_message(shop, tmp_path):
