@@ -74,13 +74,13 @@ class ClassicRecommender:
         return recommend(self, users, k=k, exclude_seen=exclude_seen, **kwargs)
 
 
-def _check_k(k) -> int:
-    # bool is an int to Python, and a float k would slice silently: both are refused by name
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k={k!r}: give a whole number of items to recommend (at least 1).")
-    if k < 1:
-        raise ValueError(f"k={k!r}: recommend at least 1 item.")
-    return int(k)
+def _whole_number(value, name: str, what: str) -> int:
+    # bool is an int to Python, and a float would slice silently: both are refused by name
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}={value!r}: give a whole number of {what} (at least 1).")
+    if value < 1:
+        raise ValueError(f"{name}={value!r}: give at least 1 of {what}.")
+    return int(value)
 
 
 @torch.no_grad()
@@ -94,15 +94,14 @@ def recommend_indices(model, users, k: int = 10, exclude_seen: bool = True, targ
     gets fewer items, never a seen item or a filler.
     """
     check_targets(targets)
-    k = _check_k(k)
-    if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, (int, np.integer))
-                                  or num_beams < 1):
-        raise ValueError(f"num_beams={num_beams!r}: give a whole number of beams, at least 1 (or None: k beams).")
+    k = _whole_number(k, "k", "items to recommend")
+    if num_beams is not None:
+        _whole_number(num_beams, "num_beams", "beams (or None: k beams)")
     users = _users(users)
     split = model.split if isinstance(model, ClassicRecommender) else model.encoder.split
     _check_users(users, split)
     exclude = [np.unique(split.history(int(u), targets)) for u in users] if exclude_seen else None
-    eligible = [split.num_items - (0 if exclude is None else len(seen)) for seen in (exclude or [()] * len(users))]
+    eligible = [split.num_items] * len(users) if exclude is None else [split.num_items - len(seen) for seen in exclude]
     want = min(k, max(eligible, default=0))
     if want < 1:
         return [np.zeros(0, dtype=np.int64) for _ in users]

@@ -285,6 +285,13 @@ class Run:
 
     # ----------------------------------------------------------------------- training
 
+    def _check_stage_one(self, settings: TrainSettings) -> None:
+        """Stage 2 with CF embeddings starts from stage 1's projectors: refuses it when they are missing."""
+        first = self.stage_dir(settings.variant, 1) / "final"
+        if settings.use_embeddings and not first.exists():
+            raise FileNotFoundError(f"Stage 2 starts from stage 1's projectors, but {first} does not exist: run "
+                                    "`train --stage 1` with the same --out first.")
+
     def build_model(self, settings: TrainSettings, projector_config: dict | None = None):
         """A fresh :class:`~llmrec_lite.fusion.FusionModel`; stage 2 starts from stage 1's trained tensors."""
         torch.manual_seed(settings.seed + settings.stage)
@@ -296,15 +303,11 @@ class Run:
                             **head_settings(settings))
         model.reset_lora(settings.seed)
         if settings.stage == 2:
+            self._check_stage_one(settings)
             first = self.stage_dir(settings.variant, 1)
             if (first / "final").exists():
                 check_matches(read_json(first / "config.json"), self._identity(), f"stage-1 results in {first}")
                 load_final_into(model, first / "final", load_adapter=False)
-            elif settings.use_embeddings:
-                raise FileNotFoundError(
-                    f"Stage 2 starts from stage 1's projectors, but {first / 'final'} does not exist: "
-                    "run `train --stage 1` with the same --out first."
-                )
         model.set_stage(settings.stage)
         return model
 
@@ -327,10 +330,8 @@ class Run:
         if settings.stage == 1 and settings.output == "text-id" and not settings.use_embeddings:
             raise ValueError("The text-id baseline without CF embeddings has nothing to train in stage 1 (no projectors "
                              "and no item embeddings of its own): train its stage 2 directly.")
-        first = self.stage_dir(settings.variant, 1) / "final"
-        if settings.stage == 2 and settings.use_embeddings and not first.exists():
-            raise FileNotFoundError(f"Stage 2 starts from stage 1's projectors, but {first} does not exist: run "
-                                    "`train --stage 1` with the same --out first.")
+        if settings.stage == 2:
+            self._check_stage_one(settings)
         folder = self.stage_dir(settings.variant, settings.stage)
         # under `accelerate launch` every process trains the stage, and the main one holds the lock
         with stage_lock(folder) if process_state().is_main_process else contextlib.nullcontext():
