@@ -6,7 +6,6 @@ the text-only baselines, the classic baselines and the evaluation, written to
 from __future__ import annotations
 
 from dataclasses import asdict
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -17,77 +16,15 @@ import torch
 from llmrec_lite.baselines import classic_baselines, classic_scorers
 from llmrec_lite.checkpoints import load_tensors, read_json
 from llmrec_lite.device import describe_machine
-from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
+from llmrec_lite.evaluate import Evaluation
 from llmrec_lite.fileio import atomic_path, write_json
 from llmrec_lite.metrics import bootstrap_interval, check_catalogue_size, paired_bootstrap, target_ranks, top_k
-from llmrec_lite.runs import Run
+from llmrec_lite.results.rows import (FUSED_VS_S2, FUSED_VS_WALS, LATE_FUSION, LLM_ALONE_VS_WALS, S1_VS_NOCF,
+                                      S2_VS_LLM_ALONE, S2_VS_NOCF, S2_VS_S1, S2_VS_SASREC, S2_VS_WALS, SASREC_LABEL,
+                                      evaluations_for, late_fusion_label, llm_runs, stages_to_train)
+from llmrec_lite.runs import Run, evaluate_cached, table_users
 from llmrec_lite.sasrec import SASRecConfig, evaluate_sasrec, fit_sasrec, load_sasrec, sasrec_scorer, save_sasrec
-from llmrec_lite.templates import TASKS
-from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT, Variant
-
-# (variant, stage, label): the LLM rows of the results table
-LLM_RUNS = (
-    (ITEM_TOKEN, 1, "item token, CF embeddings, stage 1"),
-    (ITEM_TOKEN, 2, "item token, CF embeddings, stage 2"),
-    (ITEM_TOKEN_TEXT, 2, "item token, ids as text (no CF)"),
-    (TEXT_ID, 1, "text id, CF embeddings, stage 1"),
-    (TEXT_ID, 2, "text id, CF embeddings, stage 2"),
-    (TEXT_ID_TEXT, 2, "text id, ids as text (no CF; OpenP5's Llama-S analogue)"),
-)
-
-
-# paired comparisons that say what the LLM adds to the CF model it reads (see paired_comparisons)
-S2_VS_SASREC = "stage 2 - SASRec"
-S2_VS_LLM_ALONE = "stage 2 - its LLM term alone"
-LLM_ALONE_VS_WALS = "stage 2's LLM term alone - WALS"
-
-# the late-fusion row (stage-2 item-token scores plus the WALS score; see llmrec_lite.late_fusion):
-# its own variant name, so that find_row never mistakes it for the model alone
-LATE_FUSION = "item-token-cf+wals"
-
-
-def late_fusion_label(weight: float) -> str:
-    """The results-table label of the late-fusion row."""
-    return f"item token, CF embeddings, stage 2 + WALS score (late fusion, weight {weight:g})"
-
-
-def is_main_dataset(profile, dataset: str) -> bool:
-    """The first of the profile's results datasets (or a file of one's own) gets the full grid."""
-    return dataset not in profile.results_datasets or dataset == profile.results_datasets[0]
-
-
-def llm_runs(profile, dataset: str) -> tuple[tuple[Variant, int, str], ...]:
-    """The LLM rows of one dataset's table under a profile (see ``Profile.evaluation_grid``)."""
-    if profile.evaluation_grid == "full":
-        return LLM_RUNS
-    if profile.evaluation_grid != "lean":
-        raise ValueError(f"Unknown evaluation_grid {profile.evaluation_grid!r}; choose 'full' or 'lean'.")
-    keep = {(ITEM_TOKEN, 1), (ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2)}
-    if is_main_dataset(profile, dataset):
-        keep.add((TEXT_ID, 2))
-    return tuple(r for r in LLM_RUNS if (r[0], r[1]) in keep)
-
-
-def evaluations_for(stage: int, variant: Variant = None, profile=None, dataset: str | None = None
-                    ) -> tuple[tuple[str, str], ...]:
-    """(task, template) pairs evaluated for a model: stage-1 models are intermediate, so only
-    the main row (sequential, seen); final models on both tasks, seen and unseen templates
-    (under a ``"lean"`` grid only item-token models of the main dataset)."""
-    main_row = (("sequential", "seen"),)
-    if stage == 1:
-        return main_row
-    if profile is not None and profile.evaluation_grid == "lean" and (
-            variant is None or variant.output != "item-token" or not is_main_dataset(profile, dataset)):
-        return main_row
-    return tuple((task, template) for task in TASKS for template in ("seen", "unseen"))
-
-
-def stages_to_train(variant: Variant, stage: int) -> tuple[int, ...]:
-    """The stages a row's model needs: stage 2 builds on stage 1, except for the text-only
-    text-id baseline, which has nothing to train in stage 1."""
-    if stage == 2 and variant != TEXT_ID_TEXT:
-        return (1, 2)
-    return (stage,)
+from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, Variant
 
 
 def train_all(run, show_progress: bool = True) -> dict:
@@ -98,55 +35,6 @@ def train_all(run, show_progress: bool = True) -> dict:
             if (variant, s) not in results:
                 results[(variant, s)] = run.ensure(run.settings(variant, s), show_progress)
     return results
-
-
-def evaluation_size(profile, variant: Variant) -> int | None:
-    """Test users a variant is evaluated on under a profile (``None``: all)."""
-    return profile.eval_users if variant.output == "item-token" else profile.text_id_eval_users
-
-
-def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
-                    show_progress: bool = True, cf_weight: float = 0.0):
-    """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
-
-    The model is prompted as it was trained (its recorded prompt settings). The cache key
-    includes the trained model's fingerprint (its result.json), so a retrained model is
-    never served an old evaluation. ``cf_weight > 0``: late fusion with the WALS score
-    (:mod:`llmrec_lite.late_fusion`).
-    """
-    variant = Variant.parse(variant)
-    n_users = evaluation_size(run.profile, variant)
-    trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
-    fused = f"|cf_weight={cf_weight!r}" if cf_weight else ""  # the model alone keeps its earlier keys
-    vectors = run.profile.eval_user_vectors
-    reading = "" if vectors == "fitted" else f"|user_vectors={vectors}"  # fitted ones keep their keys too
-    batch = run.profile.eval_batch_size  # rounding only, but a cached result says how it was made
-    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}{reading}|batch={batch}".encode()
-                         ).hexdigest()[:16]
-    name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
-    cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
-    if cache.exists():
-        saved = read_json(cache, "It is a cache of one evaluation: delete it and run the command again to recompute it.")
-        other, alone = saved.get("other_ranks"), saved.get("llm_alone_ranks")
-        return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
-                          np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other),
-                          None if alone is None else np.array(alone))
-    users = evaluation_users(run.split, n_users, seed=run.profile.seed)
-    extra = {"cf_weight": cf_weight} if cf_weight else {}
-    if variant.output == "item-token":
-        extra["batch_size"] = batch
-    ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
-                        show_progress=show_progress, user_factors=run.eval_user_factors(), **extra)
-    write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
-                       "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
-                       "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist(),
-                       "llm_alone_ranks": None if ev.llm_alone_ranks is None else ev.llm_alone_ranks.tolist()})
-    return ev
-
-
-def table_users(run) -> np.ndarray:
-    """The test users of the item-token and classic rows: all, or the profile's seeded subset."""
-    return evaluation_users(run.split, run.profile.eval_users, seed=run.profile.seed)
 
 
 def evaluate_all(run, show_progress: bool = True) -> list[dict]:
@@ -200,15 +88,15 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
             out.append({"comparison": name, "rule": "masked", **paired_bootstrap(one[1], other[1])})
 
     for (variant, stage), (other_variant, other_stage), name in (
-            ((ITEM_TOKEN, 2), (ITEM_TOKEN, 1), "stage 2 - stage 1"),
-            ((ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2), "stage 2 - no CF embeddings"),
-            ((ITEM_TOKEN, 1), (ITEM_TOKEN_TEXT, 2), "stage 1 - no CF embeddings")):
+            ((ITEM_TOKEN, 2), (ITEM_TOKEN, 1), S2_VS_S1),
+            ((ITEM_TOKEN, 2), (ITEM_TOKEN_TEXT, 2), S2_VS_NOCF),
+            ((ITEM_TOKEN, 1), (ITEM_TOKEN_TEXT, 2), S1_VS_NOCF)):
         one, other = ranks(variant, stage), ranks(other_variant, other_stage)
         if not np.array_equal(one.users, other.users):
             raise ValueError("Paired comparisons need both models evaluated on the same users.")
         add(name, (one.ranks, one.other_ranks), (other.ranks, other.other_ranks))
     alone = ranks(ITEM_TOKEN, 2)
-    add("stage 2 - WALS", (alone.ranks, alone.other_ranks), wals_ranks(run, alone.users))
+    add(S2_VS_WALS, (alone.ranks, alone.other_ranks), wals_ranks(run, alone.users))
     add(S2_VS_SASREC, (alone.ranks, alone.other_ranks), sasrec_ranks(run, alone.users, show_progress))
     if alone.llm_alone_ranks is not None:  # the head's two terms apart: masked only (the known-item offset is moot)
         for name, one, other in ((S2_VS_LLM_ALONE, alone.other_ranks, alone.llm_alone_ranks),
@@ -217,8 +105,8 @@ def paired_comparisons(run, show_progress: bool = True) -> list[dict]:
     if run.profile.cf_weight:
         fused = evaluate_cached(run, ITEM_TOKEN, 2, "sequential", "seen", show_progress=show_progress,
                                 cf_weight=run.profile.cf_weight)
-        add("late fusion - stage 2", (fused.ranks, fused.other_ranks), (alone.ranks, alone.other_ranks))
-        add("late fusion - WALS", (fused.ranks, fused.other_ranks), wals_ranks(run, fused.users))
+        add(FUSED_VS_S2, (fused.ranks, fused.other_ranks), (alone.ranks, alone.other_ranks))
+        add(FUSED_VS_WALS, (fused.ranks, fused.other_ranks), wals_ranks(run, fused.users))
     return out
 
 
@@ -307,9 +195,6 @@ def llm_share(run, show_progress: bool = True) -> dict:
             entry["wals_term_alone_hr@10_masked"] = float(np.mean(wals_ranks(run, ev.users)[1] < 10))
         out[f"stage {stage}"] = entry
     return out
-
-
-SASREC_LABEL = "SASRec (full softmax)"
 
 
 def sasrec_metrics(run, show_progress: bool = True, users=None) -> dict:

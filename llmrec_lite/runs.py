@@ -7,6 +7,9 @@ A run directory holds everything needed to resume, evaluate or serve a model::
     OUT/<variant>/stage<k>/log.jsonl      one JSON object per step / validation
     OUT/<variant>/stage<k>/checkpoint/    latest resumable state
     OUT/<variant>/stage<k>/final/         projectors/, adapter/, extra.safetensors, result.json
+    OUT/eval/                             one JSON per cached evaluation (:func:`evaluate_cached`)
+    OUT/sasrec/                           the SASRec baseline: sasrec.json, its weights
+    OUT/results.json, OUT/results.md      the results table (:func:`llmrec_lite.pipeline.run_pipeline`)
 
 ``<variant>`` is a :class:`~llmrec_lite.variants.Variant`'s folder name (``item-token``,
 ``item-token-text``, ``text-id``, ``text-id-text``). :class:`Run` owns that layout: it
@@ -14,7 +17,8 @@ loads the data, fits or reloads the WALS factors, loads the backbone, builds eac
 settings from the profile, hands models and batches to the training loop
 (:func:`llmrec_lite.train.fit`), and loads a trained model back *with the settings it was
 trained with* (:meth:`Run.load`), refusing one that does not match the run's data, factors
-or backbone.
+or backbone. :func:`evaluate_cached` evaluates a trained stage on the profile's test users
+once and keeps the result in ``OUT/eval``, keyed by the trained model's fingerprint.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import contextlib
 from dataclasses import asdict, dataclass
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -34,6 +39,7 @@ try:  # POSIX; elsewhere two trainings into one folder are not detected
 except ImportError:  # pragma: no cover
     fcntl = None
 
+import numpy as np
 import torch
 
 from llmrec_lite import registry
@@ -42,11 +48,13 @@ from llmrec_lite.batching import epoch_batches, validation_batches
 from llmrec_lite.checkpoints import CheckpointMismatchError, check_matches, load_final_into, read_json, save_final
 from llmrec_lite.data import load_dataset
 from llmrec_lite.device import resolve_device
+from llmrec_lite.evaluate import Evaluation, evaluate_model, evaluation_users
 from llmrec_lite.fileio import write_json
 from llmrec_lite.fusion import FusionModel
 from llmrec_lite.profiles import get_profile
 from llmrec_lite.prompts import PromptEncoder
 from llmrec_lite.recommend import recommend
+from llmrec_lite.results.rows import evaluation_size
 from llmrec_lite.settings import TrainSettings
 from llmrec_lite.split import LeaveOneOutSplit
 from llmrec_lite.train import fit, process_state, read_log_file, summarize
@@ -576,3 +584,51 @@ def _open_wals_only(run_dir: Path, wals_dir: Path, data_dir=None, path=None) -> 
     split = LeaveOneOutSplit.from_data(data).earlier(steps_back)
     model, _ = WALS.load(wals_dir)
     return Run(run_dir, get_profile(info.get("profile", "cpu")), split.data, split, model, None, steps_back=steps_back)
+
+
+# --------------------------------------------------------------------------- evaluations, cached in OUT/eval
+
+
+def table_users(run) -> np.ndarray:
+    """The test users of the item-token and classic rows: all, or the profile's seeded subset."""
+    return evaluation_users(run.split, run.profile.eval_users, seed=run.profile.seed)
+
+
+
+def evaluate_cached(run, variant: Variant | str, stage: int, task: str, template: str, mask_history: bool = False,
+                    show_progress: bool = True, cf_weight: float = 0.0):
+    """Evaluates a trained model on the profile's test users, caching the result in ``out/eval``.
+
+    The model is prompted as it was trained (its recorded prompt settings). The cache key
+    includes the trained model's fingerprint (its result.json), so a retrained model is
+    never served an old evaluation. ``cf_weight > 0``: late fusion with the WALS score
+    (:mod:`llmrec_lite.late_fusion`).
+    """
+    variant = Variant.parse(variant)
+    n_users = evaluation_size(run.profile, variant)
+    trained = (run.stage_dir(variant, stage) / "final" / "result.json").read_bytes()
+    fused = f"|cf_weight={cf_weight!r}" if cf_weight else ""  # the model alone keeps its earlier keys
+    vectors = run.profile.eval_user_vectors
+    reading = "" if vectors == "fitted" else f"|user_vectors={vectors}"  # fitted ones keep their keys too
+    batch = run.profile.eval_batch_size  # rounding only, but a cached result says how it was made
+    key = hashlib.sha256(trained + f"{task}|{template}|{mask_history}|{n_users}{fused}{reading}|batch={batch}".encode()
+                         ).hexdigest()[:16]
+    name = f"{variant}-stage{stage}{'-fused' if cf_weight else ''}-{task}-{template}"
+    cache = run.out / "eval" / f"{name}-{'masked' if mask_history else 'plain'}-{key}.json"
+    if cache.exists():
+        saved = read_json(cache, "It is a cache of one evaluation: delete it and run the command again to recompute it.")
+        other, alone = saved.get("other_ranks"), saved.get("llm_alone_ranks")
+        return Evaluation(saved["metrics"], np.array(saved["top_items"]), np.array(saved["gold"]),
+                          np.array(saved["users"]), np.array(saved["ranks"]), None if other is None else np.array(other),
+                          None if alone is None else np.array(alone))
+    users = evaluation_users(run.split, n_users, seed=run.profile.seed)
+    extra = {"cf_weight": cf_weight} if cf_weight else {}
+    if variant.output == "item-token":
+        extra["batch_size"] = batch
+    ev = evaluate_model(run.load(variant, stage), task=task, template=template, users=users, mask_history=mask_history,
+                        show_progress=show_progress, user_factors=run.eval_user_factors(), **extra)
+    write_json(cache, {"metrics": ev.metrics, "top_items": ev.top_items.tolist(), "gold": ev.gold.tolist(),
+                       "users": ev.users.tolist(), "ranks": ev.ranks.tolist(),
+                       "other_ranks": None if ev.other_ranks is None else ev.other_ranks.tolist(),
+                       "llm_alone_ranks": None if ev.llm_alone_ranks is None else ev.llm_alone_ranks.tolist()})
+    return ev

@@ -201,3 +201,20 @@ def training_steps(settings: TrainSettings, num_train_samples: int, num_processe
     per_task = math.ceil(prompts_per_task(settings, num_train_samples) / settings.batch_size)
     per_process = math.ceil(len(settings.tasks) * per_task / num_processes)
     return math.ceil(per_process / settings.grad_accum) * settings.epochs
+
+
+def stage_budget(profile, variant: Variant | str, stage: int, num_train_samples: int) -> dict:
+    """Training prompts and optimizer steps of one stage under a profile.
+
+    Args:
+        profile: A :class:`~llmrec_lite.profiles.Profile` (``get_profile("gpu")`` is OpenP5's recipe).
+        variant, stage: Which model and stage.
+        num_train_samples: Training prefixes of the split (``split.num_train_samples``).
+
+    Returns:
+        ``{"prompts": ..., "steps": ...}``: prompts over all tasks and epochs, and the steps
+        :func:`training_steps` counts for them.
+    """
+    settings = TrainSettings.from_profile(profile, stage, variant)
+    prompts = prompts_per_task(settings, num_train_samples) * len(settings.tasks) * settings.epochs
+    return {"prompts": prompts, "steps": training_steps(settings, num_train_samples)}

@@ -82,7 +82,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
     from llmrec_lite.book import reference_results
     from llmrec_lite.evaluate import evaluation_users
     from llmrec_lite.metrics import paired_bootstrap
-    from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, SASREC_LABEL, TEXT_ID, TEXT_ID_TEXT, llm_runs
+    from llmrec_lite.results.rows import SASREC_LABEL, llm_runs
+    from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT
 
     profile, data, split = _smoke_split()
     run_dir = Path(run_root) / data.name
@@ -313,6 +314,23 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert all(is_rate(r[k]) for k in ("hr@5", "hr@10", "ndcg@5", "ndcg@10")), r["model"]
         assert r["stage"] in ((None,) if r["variant"] == "classic" else (1, 2)), r["model"]
 
+    # each section glued one dict of facts: the same functions on the same results.json give
+    # every value the chapter glued (the distance facts need the chapter's distance rows, checked above)
+    from llmrec_lite import registry
+    from llmrec_lite.sasrec import SASRecConfig as Config
+
+    one, shown = {data.name: result}, {data.name: data.display_name}
+    facts = {**R.training_facts(one, profile, data.num_items), **R.table_facts(one, shown),
+             **R.grid_facts(profile, shown),
+             **R.headline_facts(result, reference_results(data.name), data.display_name),
+             **R.fusion_facts(result, profile.cf_weight, reference_results(data.name)),
+             **R.question_facts(one, shown),
+             **R.paper_facts(one, reference_results(), registry.get_info(R.PAPER_CLAIM_DATASET).display_name),
+             **R.sasrec_facts(one, {data.name: Config.from_profile(profile, data.name)}, shown, reference_results())}
+    for name, value in facts.items():
+        assert name in glued, name
+        assert (close(glued[name], value) if isinstance(value, float) else glued[name] == value), name
+
     recorded = {(r["variant"], r["stage"]): r for r in training.values()}
 
     # validation losses: the recorded ones
@@ -443,7 +461,7 @@ def check_05_training(glued, run_root):
     from llmrec_lite.diagnose import diagnosis_words
     from llmrec_lite.evaluate import evaluation_users
     from llmrec_lite.profiles import get_profile
-    from llmrec_lite.results import stage_budget
+    from llmrec_lite.settings import stage_budget
     from llmrec_lite.settings import training_steps
 
     assert glued["tid_items"] == data.num_items and close(glued["tid_uniform_position"], (data.num_items + 1) / 2)

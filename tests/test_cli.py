@@ -92,7 +92,7 @@ def smoke_pipeline(tmp_path_factory):
 @needs_real_data
 @pytest.mark.data
 def test_run_smoke_pipeline_writes_results_and_reuses_them(smoke_pipeline):
-    from llmrec_lite.pipeline import LATE_FUSION, LLM_RUNS, evaluations_for
+    from llmrec_lite.results.rows import LATE_FUSION, LLM_RUNS, evaluations_for
     from llmrec_lite.profiles import get_profile
 
     out, first = smoke_pipeline

@@ -8,9 +8,10 @@ pd = pytest.importorskip("pandas")
 
 from llmrec_lite import results as R
 from llmrec_lite.batching import training_steps
-from llmrec_lite.pipeline import ITEM_TOKEN, ITEM_TOKEN_TEXT, LLM_RUNS, TEXT_ID, TEXT_ID_TEXT
 from llmrec_lite.profiles import get_profile
-from llmrec_lite.settings import TrainSettings
+from llmrec_lite.results.rows import LLM_RUNS
+from llmrec_lite.settings import TrainSettings, stage_budget
+from llmrec_lite.variants import ITEM_TOKEN, ITEM_TOKEN_TEXT, TEXT_ID, TEXT_ID_TEXT
 
 
 def llm_row(variant, stage, label, task="sequential", template="seen", hr10=0.05, masked=0.06):
@@ -104,11 +105,11 @@ def test_training_and_validation_tables(result):
 def test_budget_comes_from_training_steps():
     gpu, cpu = get_profile("gpu"), get_profile("cpu")
     n = 10_000
-    budget = R.stage_budget(gpu, TEXT_ID, 1, n)
+    budget = stage_budget(gpu, TEXT_ID, 1, n)
     settings = TrainSettings.from_profile(gpu, 1, TEXT_ID)
     assert budget["steps"] == training_steps(settings, n)
     assert budget["prompts"] == int(gpu.sample_ratio * n) * len(settings.tasks) * gpu.epochs
-    ours = R.stage_budget(cpu, TEXT_ID, 1, n)
+    ours = stage_budget(cpu, TEXT_ID, 1, n)
     assert ours["prompts"] == cpu.text_id_samples[0] * len(settings.tasks) * cpu.epochs
     table = R.budget_table(cpu, gpu, n)
     assert len(table) == 7  # every trained stage: both stages of three variants, stage 2 of the text-id baseline
@@ -120,7 +121,8 @@ def test_budget_comes_from_training_steps():
 
 
 def test_lean_grid_keeps_the_text_id_row_on_the_main_dataset_only():
-    from llmrec_lite.pipeline import ITEM_TOKEN, TEXT_ID, TEXT_ID_TEXT, evaluations_for, llm_runs
+    from llmrec_lite.results.rows import evaluations_for, llm_runs
+    from llmrec_lite.variants import ITEM_TOKEN, TEXT_ID, TEXT_ID_TEXT
     from llmrec_lite.profiles import get_profile
 
     cpu, gpu = get_profile("cpu"), get_profile("gpu")
@@ -150,7 +152,7 @@ def classic(model, hr10, ci, masked, masked_ci, users, **extra):
 
 def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_masked_ci=(0.055, 0.075)):
     """A ``results.json`` shaped as the cpu profile writes it (rows from its lean grid)."""
-    from llmrec_lite.pipeline import SASREC_LABEL, evaluations_for, llm_runs
+    from llmrec_lite.results.rows import SASREC_LABEL, evaluations_for, llm_runs
 
     cpu = get_profile("cpu")
     evaluated = min(cpu.eval_users or NUM_USERS[dataset], NUM_USERS[dataset])
@@ -304,7 +306,7 @@ def test_the_title_answer_flips_with_its_interval():
 
 def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
     from llmrec_lite.book import reference_results
-    from llmrec_lite.pipeline import SASREC_LABEL
+    from llmrec_lite.results.rows import SASREC_LABEL
 
     table = R.paper_comparison(lean, reference_results(), NAMES)
     assert list(table.columns) == ["dataset", "model", "source", *R.COMPARISON_COLUMNS.values()]
@@ -392,6 +394,7 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     import llmrec_lite.evaluate
     import llmrec_lite.pipeline
     import llmrec_lite.plots
+    import llmrec_lite.runs
     from llmrec_lite.runs import Run
 
     chapter = Path(__file__).resolve().parents[1] / "book" / "07_results.md"
@@ -421,7 +424,7 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     monkeypatch.setattr(llmrec_lite.book, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
     monkeypatch.setattr(llmrec_lite.plots, "show", lambda fig, height=None: None)
     monkeypatch.setattr(llmrec_lite.evaluate, "accuracy_by_target_distance", fake_distance)
-    monkeypatch.setattr(llmrec_lite.pipeline, "table_users", lambda run: None)
+    monkeypatch.setattr(llmrec_lite.runs, "table_users", lambda run: None)
     namespace = {"display": lambda *args, **kwargs: None}
     for cell in nb.cells:
         if cell.cell_type == "code" and "google.colab" not in cell.source:

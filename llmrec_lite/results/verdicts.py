@@ -1,0 +1,177 @@
+"""Verdicts on the results: where an interval lies against zero, which side of a published
+number one of ours lies, whether "stage 2 beats SASRec" holds, and the title question's answer.
+
+Every function returns words or a sentence computed from ``results.json``; a chapter pastes
+them whole, so that a sentence whose outcome can flip is written for the outcome it has.
+"""
+
+from __future__ import annotations
+
+import math
+
+from llmrec_lite.results.rows import (LLM_ALONE_VS_WALS, S2_VS_WALS, SASREC_LABEL, classic_row, find_paired,
+                                      find_row)
+from llmrec_lite.variants import ITEM_TOKEN
+
+__all__ = ["side_of_target", "PAIRED_WORDS", "paired_verdict", "NOT_COMPUTED", "paired_words", "LLM_ADDS",
+           "llm_adds_words", "question_sentence", "PAPER_CLAIM_DATASET", "PAPER_STAGE2", "PAPER_SASREC",
+           "intervals_overlap", "sasrec_claim", "OVERLAP_WORDS", "sasrec_published"]
+
+
+def side_of_target(value: float, target: float, digits: int = 4) -> dict:
+    """Which side of a target a number lies, at the precision the book prints.
+    Returns:
+        ``{"side", "gap"}``: ``side`` is ``"above"``, ``"below"`` or ``"level with"`` (the two
+        print the same: a gap of ``0.0000`` says nothing); ``gap`` is the distance of the
+        printed values, so it adds up with what the reader sees.
+
+    Raises:
+        ValueError: ``value`` or ``target`` is NaN (a row that was not measured has no side).
+    """
+    if math.isnan(value) or math.isnan(target):
+        raise ValueError(f"side_of_target({value}, {target}): a NaN has no side; "
+                         "leave the missing row out instead.")
+    shown, goal = round(value, digits), round(target, digits)
+    side = "level with" if shown == goal else ("above" if shown > goal else "below")
+    return {"side": side, "gap": round(abs(shown - goal), digits)}
+
+
+PAIRED_WORDS = {"above": "above zero", "below": "below zero", "not separated": "not separated from zero"}
+
+
+def paired_verdict(ci) -> str:
+    """``"above"``, ``"below"`` or ``"not separated"``: where a difference's interval lies
+    against zero (the rule of :func:`llmrec_lite.metrics.paired_bootstrap`)."""
+    lo, hi = ci
+    return "above" if lo > 0 else ("below" if hi < 0 else "not separated")
+
+
+NOT_COMPUTED = "not computed in this build"
+
+
+def paired_words(entry: dict | None) -> str:
+    """Where one paired comparison's interval lies, in the words the book prints (``"above
+    zero"``, ``"below zero"``, ``"not separated from zero"``), or :data:`NOT_COMPUTED` for an
+    entry the build has not (``None``: a comparison with a row the profile does not make)."""
+    return NOT_COMPUTED if entry is None else PAIRED_WORDS[entry["verdict"]]
+
+
+# --------------------------------------------------------------------------- the title question
+
+
+LLM_ADDS = {"above": "adds to", "below": "takes away from", "not separated": "is not shown to add to"}
+
+
+def llm_adds_words(paired: list[dict]) -> str:
+    """The answer to the title question on one dataset, from stage 2 - WALS history masked:
+    ``"adds to"`` (interval above zero), ``"takes away from"`` (below) or ``"is not shown to
+    add to"`` (the interval holds zero); :data:`NOT_COMPUTED` without that comparison."""
+    entry = find_paired(paired, S2_VS_WALS, "masked")
+    return NOT_COMPUTED if entry is None else LLM_ADDS[paired_verdict(entry["ci95"])]
+
+
+def question_sentence(result: dict, name: str) -> str:
+    """One dataset's answer to the title question in words, every number read from its
+    ``results.json``: the verdict of stage 2 - WALS (masked, paired), the head's learned WALS
+    weight and known-item offset, the top-10 overlap with WALS, and the LLM term alone."""
+    paired, share = result["paired"], result["llm_share"]["stage 2"]
+    head, overlap = share["head"], share["overlap with WALS"]
+
+    def interval(comparison):
+        entry = find_paired(paired, comparison, "masked")
+        return "not computed" if entry is None else \
+            f"{entry['difference']:+.4f} [{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]"
+
+    text = (f"On {name}, stage 2 {llm_adds_words(paired)} the WALS model it reads (stage 2 - WALS, masked: "
+            f"{interval(S2_VS_WALS)}); its head weighs the WALS score by w = {head['cf_weight']:.3f}, offsets "
+            f"consumed items by c = {head['known_bias']:.2f}, and its top-10 lists share "
+            f"{overlap['top_k_jaccard']:.0%} of their items with WALS's (mean Jaccard).")
+    alone = share.get("llm_term_alone_hr@10_masked")
+    if alone is not None:
+        text += (f" Its LLM term alone reaches HR@10 {alone:.4f} masked against {share['hr@10_masked']:.4f} for the "
+                 f"whole head (LLM term alone - WALS: {interval(LLM_ALONE_VS_WALS)}).")
+    return text
+
+
+# --------------------------------------------------------------------------- the paper's comparison
+
+
+# the paper's headline claim: its stage 2 beats SASRec on this dataset
+PAPER_CLAIM_DATASET = "beauty"
+
+
+PAPER_STAGE2 = "Llama-Embed-Stage-2 (paper)"
+
+
+PAPER_SASREC = "SASRec (paper)"
+
+
+def intervals_overlap(a, b) -> bool | None:
+    """Whether two intervals share a point (``None`` when either is missing)."""
+    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+        return None
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def sasrec_claim(result: dict) -> dict:
+    """Does "stage 2 beats SASRec" hold on one dataset of this build?
+    It holds when stage 2's HR@10 is above SASRec's and their bootstrap 95% intervals do not
+    overlap. For two models evaluated on the same users this test is conservative (a paired
+    interval would be narrower): passing it is strong evidence, while overlapping intervals
+    alone do not show the models equal; the verdict then says "is not shown".
+
+    Args:
+        result: A ``results.json`` dictionary.
+
+    Returns:
+        ``{"unmasked": {...}, "masked": {...}, "verdict"}``; each rule holds ``stage2``,
+        ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and ``overlap``.
+    """
+    s2, sas = find_row(result["rows"], ITEM_TOKEN, 2), classic_row(result["rows"], SASREC_LABEL)
+    out = {}
+    for rule, suffix in (("unmasked", ""), ("masked", "_masked")):
+        a, b = s2[f"hr@10{suffix}"], sas[f"hr@10{suffix}"]
+        ca, cb = s2.get(f"hr@10{suffix}_ci95"), sas.get(f"hr@10{suffix}_ci95")
+        out[rule] = {"stage2": a, "sasrec": b, "difference": a - b, "stage2_ci95": ca, "sasrec_ci95": cb,
+                     "overlap": intervals_overlap(ca, cb)}
+    u = out["unmasked"]
+    if u["difference"] <= 0:
+        out["verdict"] = "does not hold"
+    elif u["overlap"] is False:
+        out["verdict"] = "holds"
+    else:
+        out["verdict"] = "is not shown (stage 2 is above, but the intervals overlap)"
+
+    return out
+
+
+OVERLAP_WORDS = {True: "overlap", False: "do not overlap", None: "not recorded"}
+
+
+def sasrec_published(result: dict, references: list[dict]) -> list[dict]:
+    """Our SASRec's masked HR@10 against every published SASRec number on the same file under
+    the masked rule (S3-Rec's, BSARec's): is the published number inside our bootstrap 95%
+    interval, above it or below it?
+
+    Args:
+        result: A ``results.json`` dictionary.
+        references: :func:`llmrec_lite.book.reference_results` (filtered to the dataset here).
+
+    Returns:
+        One dictionary per published number: ``model``, ``source``, ``published`` (HR@10),
+        ``ours``, ``ci95`` and ``where`` (``"inside"``, ``"above"`` or ``"below"`` our interval).
+    """
+    row = classic_row(result["rows"], SASREC_LABEL)
+    ci = row.get("hr@10_masked_ci95")
+    out = []
+    for ref in references:
+        if (ref["dataset"] != result["dataset"] or ref["rule"] != "masked" or ref.get("hr@10") is None
+                or not ref["model"].startswith("SASRec")):
+            continue
+        value = ref["hr@10"]
+        where = None
+        if ci is not None:
+            where = "inside" if ci[0] <= value <= ci[1] else ("above" if value > ci[1] else "below")
+        out.append({"model": ref["model"], "source": ref["source"], "published": value, "ours": row["hr@10_masked"],
+                    "ci95": ci, "where": where})
+    return out
