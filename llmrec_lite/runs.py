@@ -7,6 +7,7 @@ A run directory holds everything needed to resume, evaluate or serve a model::
     OUT/<variant>/stage<k>/log.jsonl      one JSON object per step / validation
     OUT/<variant>/stage<k>/checkpoint/    latest resumable state
     OUT/<variant>/stage<k>/final/         projectors/, adapter/, extra.safetensors, result.json
+    OUT/<variant>/.stage<k>.lock          held while the stage trains (two trainings never share one)
     OUT/eval/                             one JSON per cached evaluation (:func:`evaluate_cached`)
     OUT/sasrec/                           the SASRec baseline: sasrec.json, its weights
     OUT/results.json, OUT/results.md      the results table (:func:`llmrec_lite.pipeline.run_pipeline`)

@@ -191,3 +191,27 @@ def test_results_carry_the_llm_share(smoke_pipeline):
     worst = top_k(-wals_scores(run, users), 10)
     other = Evaluation({}, worst, same.gold, users, np.full(12, 10_000), np.full(12, 10_000))
     assert overlap_with_wals(run, other)["top_k_jaccard"] == 0.0
+
+
+@needs_real_data
+@pytest.mark.data
+def test_the_run_layout_lists_everything_a_run_writes(smoke_pipeline):
+    """Every file and folder ``run`` writes matches a line of the layout in runs.py's docstring."""
+    import fnmatch
+    import re
+
+    import llmrec_lite.runs
+
+    out, _ = smoke_pipeline
+    listed = []
+    for line in llmrec_lite.runs.__doc__.splitlines():
+        for entry in re.findall(r"OUT/(\S+)", line):
+            listed.append(re.sub(r"<[^>]+>", "*", entry.rstrip(",").rstrip("/")))
+    written = {str(p.relative_to(out)) for p in out.iterdir()}
+    written |= {str(p.relative_to(out)) for p in out.glob("*/*") if p.parent.name not in ("eval", "sasrec", "wals")}
+    def covered(path, pattern):  # the path itself, or a folder on the way to a listed entry
+        parts, wanted = path.split("/"), pattern.split("/")
+        return len(parts) <= len(wanted) and all(fnmatch.fnmatch(a, b) for a, b in zip(parts, wanted))
+
+    unlisted = sorted(w for w in written if not any(covered(w, pattern) for pattern in listed))
+    assert not unlisted, f"runs.py's layout does not list {unlisted}"
