@@ -165,8 +165,8 @@ def check_07_results(glued: dict, run_root: Path) -> None:
         assert close(glued["fused_hr10"], fused["hr@10"]) and close(glued["fused_hr10_masked"], fused["hr@10_masked"])
         assert glued["fused_side"] == side(fused["hr@10"], target)[0]
         assert glued["fused_masked_side"] == side(fused["hr@10_masked"], best_masked["hr@10"])[0]
-        paper_words = words(fused["hr@10"], target, "the paper's number")
-        assert f"{fused['hr@10']:.4f}, {paper_words}," in glued["fused_clause"]
+        paper_side = side(fused["hr@10"], target)[0]
+        assert f"{fused['hr@10']:.4f}, {paper_side} the paper's number," in glued["fused_clause"]
     else:  # a profile whose fusion record chose the model alone: no row, and no number said of one
         assert fused is None and "fused_hr10" not in glued and glued["fused_rows"] == "no"
         assert glued["fused_clause"] == "the tables have no late-fusion row"
@@ -431,6 +431,14 @@ def check_04_prompts(glued, run_root):
     # a slot is one position; an id as text is several tokens
     assert 0 < glued["seq_slots_len"] < glued["seq_text_len"]
     assert glued["target_tokens"] > 1
+    # 4.5: the head's switches are the profile's (the smoke profile keeps the plain dot head)
+    used = lambda on: "used" if on else "not used"  # noqa: E731
+    assert glued["head_logit"] == profile.item_logit and glued["head_dense"] == profile.dense_weight
+    assert (glued["head_cf"], glued["head_history"], glued["head_known"], glued["head_readout"]) == (
+        used(profile.cf_term), used(profile.history_bias), used(profile.known_bias), used(profile.readout))
+    assert glued["head_temperature"] == (profile.logit_temperature if profile.item_logit == "cosine"
+                                         else "not used: dot logits")
+    assert glued["score_users"] == 16 and glued["score_seconds"] > 0
 
 
 def check_05_training(glued, run_root):

@@ -137,15 +137,13 @@ def fusion_facts(result: dict, cf_weight: float, references: list[dict]) -> dict
     target = next(r["hr@10"] for r in references if r["model"] == PAPER_STAGE2)
     best = max((r for r in references if r["rule"] == "masked"), key=lambda r: r["hr@10"])
     facts.update(fused_hr10=fused["hr@10"], fused_hr10_masked=fused["hr@10_masked"])
-    words = {}
-    for key, value, goal, what in (("fused", fused["hr@10"], target, "the paper's number"),
-                                   ("fused_masked", fused["hr@10_masked"], best["hr@10"], "the best published one")):
-        side = side_of_target(value, goal)
-        facts[f"{key}_side"], words[key] = side["side"], _side_words(side, what)
+    for key, value, goal in (("fused", fused["hr@10"], target), ("fused_masked", fused["hr@10_masked"], best["hr@10"])):
+        facts[f"{key}_side"] = side_of_target(value, goal)["side"]
     facts["fused_clause"] = (
-        f"it reaches HR@10 {fused['hr@10']:.4f}, {words['fused']}, and {fused['hr@10_masked']:.4f} masked, "
-        f"{words['fused_masked']}. Late fusion - the model alone is {facts['paired_fused_s2']} unmasked and "
-        f"{facts['paired_fused_s2_masked']} masked; late fusion - WALS is {facts['paired_fused_wals_masked']} masked")
+        f"it reaches HR@10 {fused['hr@10']:.4f}, {facts['fused_side']} the paper's number, and "
+        f"{fused['hr@10_masked']:.4f} masked, {facts['fused_masked_side']} the best published one. Late fusion - "
+        f"the model alone is {facts['paired_fused_s2']} unmasked and {facts['paired_fused_s2_masked']} masked; "
+        f"late fusion - WALS is {facts['paired_fused_wals_masked']} masked")
     return facts
 
 
