@@ -545,6 +545,25 @@ def check_09_records(glued, run_root):
         assert glued[f"leak_{key}"] == f"{leak[key]:.3f}", key
     assert glued["leak_cue"] == ("stronger" if leak["fitted"] > leak["valid"] else "no stronger")
     assert glued["leak_prefix_above"] == ("above" if leak["prefix"] > leak["valid"] else "not above")
+    # every section glued its facts dictionary as lab.records computes it from the same (no) records
+    for name, value in _records_facts(profile, data, leak).items():
+        if not hasattr(value, "columns"):  # a glued table reads back as its text form only
+            assert glued[name] == value, name
+
+
+def _records_facts(profile, data, leak) -> dict:
+    """Chapter 9's fact dictionaries (``lab.records.*_facts``) for a profile without records."""
+    import pandas as pd
+
+    from lab import records as L
+
+    names = {data.name: data.display_name}
+    main = profile.results_datasets[0]
+    return {**L.tune_facts([], profile), **L.split_facts([], profile), **L.leak_facts(leak, data.display_name, profile),
+            **L.distance_facts([]), **L.cf_term_facts([], profile, names), **L.shift_facts([], main, profile, names),
+            **L.vectors_facts([], profile), **L.seed_facts([], names),
+            **L.more_users_facts(pd.DataFrame([{"dataset": data.display_name, "record": "none"}]), pd.DataFrame()),
+            **L.fusion_facts([], profile, names)}
 
 
 def prose_glue_problems(markdown: str, plain: dict) -> list[str]:

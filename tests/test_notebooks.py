@@ -193,6 +193,15 @@ def test_records_appendix_reads_the_cpu_records(captured, monkeypatch, tmp_path)
     beside = glued["more_users_reading"]
     assert glued["more_users_beside"] == 1 and beside["dataset"].tolist() == ["Beauty"]
     assert beside["reading"].iloc[0] == more_users_against_test(record, test_entry)["reading"]
+    # the sentences the prose pastes say what the words above say
+    said = {"above": "lies above zero on", "not separated": "is not separated from zero on", "below": "lies below zero on"}
+    for verdict, name in (("above", "seed_above"), ("not separated", "seed_not_separated"), ("below", "seed_below")):
+        assert (f"{said[verdict]} {glued[name]}" in glued["seed_sentence"]) == (glued[name] != "none")
+    assert glued["shift_reading_sentence"].startswith(f"Accuracy {glued['shift_verdict']} with the extra step")
+    assert glued["tune_profile_sentence"].endswith(" matches it.")
+    assert glued["vectors_profile_sentence"] == f"They read the {cpu.eval_user_vectors} vectors, the record's choice."
+    assert glued["cf_term_sentence"].startswith("For the profile's settings, mean far HR@10 masked")
+    assert f"at weight {glued['fusion_record_weight']} " in glued["fusion_sentence"]
 
 
 @needs_real_data

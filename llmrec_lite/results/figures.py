@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from llmrec_lite.results.rows import MAIN_TASK, SASREC_LABEL, classic_row, main_rows
 
-__all__ = ["hr10_figure", "target_distance_figure", "sasrec_curve_figure", "fusion_figure"]
+__all__ = ["hr10_figure", "target_distance_figure", "sasrec_curve_figure"]
 
 
 def hr10_figure(rows: list[dict], references: list[dict], title: str):
@@ -81,25 +81,4 @@ def sasrec_curve_figure(results: dict[str, dict], names: dict[str, str] | None =
     fig.update_layout(title="SASRec: validation HR@10 per epoch (star: the epoch early stopping kept)",
                       xaxis_title="epoch", yaxis_title="validation HR@10 (unmasked)",
                       legend=dict(orientation="h", y=-0.2))
-    return fig
-
-
-def fusion_figure(records: list[dict], names: dict[str, str] | None = None):
-    """HR@10 of the fusion records against the late-fusion weight, one colour per dataset
-    (solid: far target, unmasked; dotted: far, history masked; dashed: near, unmasked)."""
-    import plotly.graph_objects as go
-    from plotly.colors import qualitative
-
-    fig = go.Figure()
-    for i, rec in enumerate(records):
-        name, color = (names or {}).get(rec["dataset"], rec["dataset"]), qualitative.Plotly[i % len(qualitative.Plotly)]
-        x = [r["weight"] for r in rec["weights"]]
-        for key, target, dash, what in (("hr@10", "far", "solid", "2 items past training"),
-                                        ("hr@10_masked", "far", "dot", "2 items past, masked"),
-                                        ("hr@10", "near", "dash", "1 item past")):
-            fig.add_trace(go.Scatter(x=x, y=[r[target][key] for r in rec["weights"]], mode="lines+markers",
-                                     name=f"{name}, {what}", line=dict(color=color, dash=dash)))
-    fig.update_layout(title="Late fusion: validation HR@10 against the weight of the WALS score",
-                      xaxis_title="weight of the standardised WALS score (0: the model alone)", yaxis_title="HR@10",
-                      legend=dict(orientation="h", y=-0.25))
     return fig
