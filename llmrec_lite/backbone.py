@@ -349,6 +349,29 @@ def quantization_config():
     )
 
 
+def one_gpu_recipe(profile: Profile, steps_per_stage: int, dataset_name: str) -> dict:
+    """The one-GPU recipe of a profile (the ``gpu`` profile: OpenLLaMA-3B in 4-bit), one line
+    per part, as chapter 5.5 tables it.
+
+    Args:
+        steps_per_stage: Optimizer steps of one stage on ``dataset_name``'s training prefixes.
+    """
+    q, lora = quantization_config(), BackboneSettings.from_profile(profile)
+    return {
+        "backbone": OPENLLAMA_ID,
+        "quantisation": f"{q.bnb_4bit_quant_type}, double quantisation={q.bnb_4bit_use_double_quant}, "
+                        f"compute dtype={str(q.bnb_4bit_compute_dtype).replace('torch.', '')}",
+        "k-bit preparation": "peft.prepare_model_for_kbit_training (norms in fp32, input grads, gradient checkpointing)",
+        "LoRA": f"r={lora.lora_r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout}, targets={list(lora.lora_targets)}",
+        "tokenizer": "SentencePiece (slow) tokenizer, BOS added",
+        "training prompts": f"{profile.sample_ratio:.0%} of all rendered training prompts per task and epoch",
+        "epochs per stage": profile.epochs,
+        f"optimizer steps per stage ({dataset_name})": steps_per_stage,
+        "batch / lr / weight decay": f"{profile.batch_size} / {profile.lr} / {profile.weight_decay}",
+        "precision": "bf16 mixed precision",
+    }
+
+
 def load_sentencepiece_tokenizer(source: str):
     """The SentencePiece ("slow") tokenizer of a Llama checkpoint, BOS added, pad = EOS."""
     from transformers.tokenization_utils_sentencepiece import SentencePieceBackend

@@ -152,6 +152,24 @@ def diagnosis_words(diagnosis: dict, level: float = 0.05) -> str:
     return f"So the model {seen}, and under exact scoring {tail}"
 
 
+def diagnosis_facts(diagnosis: dict) -> dict:
+    """:func:`text_id_diagnosis`'s numbers under the names chapter 5 glues them by (``tid_``
+    and the key without ``@``: ``tid_train_hr10`` is ``diagnosis["train_hr@10"]``), with
+    :func:`diagnosis_words` as ``tid_verdict``."""
+    facts = {**diagnosis, "verdict": diagnosis_words(diagnosis)}
+    return {"tid_" + key.replace("@", ""): value for key, value in facts.items()}
+
+
+def budget_facts(ours: list[dict], theirs: list[dict], trained_samples: int) -> dict:
+    """The text-id side's training budget against OpenP5's recipe, from the two stages' budgets
+    of each (``settings.stage_budget``: ``prompts`` and ``steps`` per stage) and the prompts the
+    stages really trained on: ``text_samples``, ``text_steps``, ``openp5_samples`` and
+    ``openp5_ratio`` (how many times more prompts OpenP5's recipe uses)."""
+    openp5 = sum(b["prompts"] for b in theirs)
+    return {"text_samples": trained_samples, "text_steps": sum(b["steps"] for b in ours),
+            "openp5_samples": openp5, "openp5_ratio": openp5 / max(trained_samples, 1)}
+
+
 def overfit_text_id(run, num_prompts: int = 32, epochs: int = 60, lr: float | None = None, workdir=None,
                     show_progress: bool = True) -> dict:
     """Can the text-id side learn at all in ``run``'s configuration? Trains a fresh text-id model

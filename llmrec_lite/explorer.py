@@ -158,6 +158,21 @@ def measures_table(views: dict[str, View], popularity, k: int = POPULARITY_NEIGH
     return pd.DataFrame(rows).set_index("vectors")
 
 
+def measure_facts(measures, token_embeddings) -> dict:
+    """Chapter 8.1's numbers from :func:`measures_table` (with the default views): UMAP
+    trustworthiness (``tw_``) and neighbour popularity (``np_``) of the WALS and stage-2
+    spaces, the mean nearest-token cosine of both stages' projections (``ntc_s1``, ``ntc_s2``),
+    the stage-2 mean norm against the tokens' (``norm_s2``, ``token_norm``, ``norm_ratio``) and
+    the neighbours per item (``np_k``)."""
+    wals, s1, s2 = (measures.loc[name] for name in (WALS_VIEW, projected_view(1), projected_view(2)))
+    token_norm = float(np.linalg.norm(token_embeddings, axis=1).mean())
+    return {"tw_wals": wals["UMAP trustworthiness"], "tw_s2": s2["UMAP trustworthiness"],
+            "np_wals": wals["popularity of neighbours (Spearman)"], "np_s2": s2["popularity of neighbours (Spearman)"],
+            "ntc_s1": s1["nearest-token cosine (mean)"], "ntc_s2": s2["nearest-token cosine (mean)"],
+            "token_norm": token_norm, "norm_s2": s2["mean norm"], "norm_ratio": s2["mean norm"] / token_norm,
+            "np_k": POPULARITY_NEIGHBOURS}
+
+
 # --------------------------------------------------------------------------- inputs from a run
 
 

@@ -47,6 +47,25 @@ def known_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None if batch.known_batch is None else (batch.known_batch, batch.known_items)
 
 
+def head_facts(model: "FusionModel") -> dict:
+    """Which terms an item-token model's answer score has, in words for chapter 4.5's prose.
+
+    ``head_logit``: ``"dot"`` or ``"cosine"``; ``head_temperature``: the ``T`` of cosine
+    logits (an untrained model's is the initial one; words for dot logits); ``head_cf``,
+    ``head_history``, ``head_known``, ``head_readout``: ``"used"`` or ``"not used"``;
+    ``head_dense``: the dense share of the loss. Read from the built model, so a switch the
+    model ignores (``cf_term`` without CF embeddings, say) reads as not used.
+    """
+    used = lambda on: "used" if on else "not used"  # noqa: E731
+    cosine = model.item_logit == "cosine"
+    return {"head_logit": model.item_logit,
+            "head_temperature": round(math.exp(-model.item_logit_log_scale.detach().item()), 6) if cosine
+            else "not used: dot logits",
+            "head_cf": used(model.cf_term), "head_history": used(model.history_bias),
+            "head_known": used(model.known_bias), "head_readout": used(model.readout is not None),
+            "head_dense": model.dense_weight}
+
+
 def _offset_mask(logits: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """A 0/1 mask of ``logits``' shape, 1 at every ``(row, item)`` pair: an item listed twice
     gets its offset once."""

@@ -272,3 +272,65 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- what chapter 5 glues
+
+
+def stage_facts(profile, settings: dict, num_train: int) -> dict:
+    """Chapter 5.1: the training prefixes (``prefix_total``), each stage's planned optimizer
+    steps (``planned_steps``, keyed ``"<output> <stage>"``) and the profile's LoRA placement.
+
+    Args:
+        settings: ``{(output, stage): TrainSettings}``.
+    """
+    return {"prefix_total": num_train,
+            "planned_steps": {f"{o} {s}": st.total_steps(num_train) for (o, s), st in settings.items()},
+            "lora_r": profile.lora_r, "lora_alpha": profile.lora_alpha, "lora_dropout": profile.lora_dropout,
+            "lora_targets": ", ".join(profile.lora_targets)}
+
+
+def trained_facts(results: dict) -> dict:
+    """Chapter 5.2: the compute minutes of every trained stage together (``train_minutes``) and
+    the steps each took (``trained_steps``), from ``{(output, stage): result of Run.ensure}``."""
+    return {"train_minutes": sum(r["seconds"] / 60 for r in results.values()),
+            "trained_steps": {f"{o} {s}": r["steps"] for (o, s), r in results.items()}}
+
+
+def validation_loss_facts(logs: dict, num_items: int) -> dict:
+    """Chapter 5.3: each output side's first and last validation loss over both stages
+    (``item_token_val_first``, ``text_id_val_last``, ...) and ``log_items``, the loss of a
+    uniform guess over the catalogue.
+
+    Args:
+        logs: ``{output: stage 1's log records followed by stage 2's}`` (``Run.read_log``).
+    """
+    facts = {}
+    for output, log in logs.items():
+        values = [r["val_loss"] for r in log if "val_loss" in r]
+        key = output.replace("-", "_")
+        facts[f"{key}_val_first"], facts[f"{key}_val_last"] = values[0], values[-1]
+    return {**facts, "log_items": math.log(num_items)}
+
+
+def far_target_facts(ranked: list, trains: list[bool], far: list[dict]) -> dict:
+    """Chapter 5.6: the choice on the far target, read from the distance record.
+
+    Args:
+        ranked: The candidates best first, ``(name, mean far HR@10, ...)``
+            (``lab.records.distance_ranking``); empty where the profile has no record.
+        trains: For each of ``ranked``, whether the profile trains that candidate.
+        far: The distance records read (each candidate's ``far_hr@10_ci95``).
+
+    Returns:
+        ``far_chosen`` (the best mean), ``far_profile_matches`` (whether the profile trains
+        it, as a verb), ``far_spread`` (best mean minus worst) and ``far_halfwidth`` (a
+        candidate's mean 95 % half-width on one dataset), both as text; words where there is
+        no record.
+    """
+    if not ranked:
+        return {"far_chosen": "none (no record for this profile)", "far_profile_matches": "cannot be compared with",
+                "far_spread": "no record", "far_halfwidth": "no record"}
+    half = [(c["far_hr@10_ci95"][1] - c["far_hr@10_ci95"][0]) / 2 for r in far for c in r["candidates"]]
+    return {"far_chosen": ranked[0][0], "far_profile_matches": "trains" if trains[0] else "does not train",
+            "far_spread": f"{ranked[0][1] - ranked[-1][1]:.4f}", "far_halfwidth": f"{sum(half) / len(half):.4f}"}
