@@ -570,3 +570,260 @@ def user_vectors_sweep(run, candidate: str | None = None, users: int | None = No
         "best": best["name"],
         "folded - fitted (far)": {what: paired(what) for what in whats},
     }
+
+
+# --------------------------------------------------------------------------- the text-id budget curve
+# (imported here so that the functions above stay as they were)
+
+from collections import Counter  # noqa: E402
+import datetime  # noqa: E402
+
+from llmrec_lite.baselines import popularity_scores  # noqa: E402
+from llmrec_lite.checkpoints import read_json  # noqa: E402
+from llmrec_lite.device import describe_machine  # noqa: E402
+from llmrec_lite.fileio import write_json  # noqa: E402
+from llmrec_lite.metrics import bootstrap_interval  # noqa: E402
+from llmrec_lite.runs import stage_lock, train_record  # noqa: E402
+from llmrec_lite.settings import TrainSettings  # noqa: E402
+from llmrec_lite.variants import TEXT_ID, TEXT_ID_TEXT  # noqa: E402
+
+BUDGET_VARIANTS = (TEXT_ID, TEXT_ID_TEXT)
+
+
+class RecordMismatchError(ValueError):
+    """A record to resume was measured under other settings: its points cannot join these."""
+
+BUDGET_KEYS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
+# what must be the same for a record's points to be read together (checked when a record is resumed)
+BUDGET_IDENTITY = ("record", "dataset", "data_sha256", "profile", "backbone", "targets", "task", "template",
+                   "num_beams", "user_ids", "eval_user_vectors", "budget_rule", "stage_shares", "train_settings")
+
+
+def budget_stages(profile, variant, budget: int) -> dict[int, int]:
+    """``{stage: training prompts per task and epoch}`` of a text-id variant at a total budget.
+
+    ``budget`` counts every training prompt the model sees: both tasks, every epoch and, with
+    CF embeddings, both stages, split between them in the profile's ratio
+    (``text_id_samples``; half and half where the profile gives no counts). The model without
+    CF embeddings has one stage (stage 2), which gets the whole budget, as
+    :meth:`~llmrec_lite.settings.TrainSettings.from_profile` gives it both stages' prompts.
+    At least one prompt per task and stage.
+    """
+    variant = Variant.parse(variant)
+    if variant.output != "text-id":
+        raise ValueError(f"The budget curve is the text-id side's; {variant} answers with {variant.output!r}.")
+    budget = int(budget)
+    if budget < 1:
+        raise ValueError(f"budget={budget!r}: give the training prompts in all, a positive count.")
+    settings = TrainSettings.from_profile(profile, 2, variant)
+    per_pass = len(settings.tasks) * settings.epochs
+    if not variant.use_embeddings:
+        return {2: max(1, round(budget / per_pass))}
+    shares = _stage_shares(profile)
+    return {stage: max(1, round(budget * share / per_pass)) for stage, share in zip((1, 2), shares)}
+
+
+def _stage_shares(profile) -> list[float]:
+    counts = profile.text_id_samples
+    if None in counts:
+        return [0.5, 0.5]
+    return [counts[0] / sum(counts), counts[1] / sum(counts)]
+
+
+def text_id_budget_curve(run, budgets, users: int | None = 500, record: str | Path | None = None,
+                         out: str | Path | None = None, variants=BUDGET_VARIANTS, show_progress: bool = True) -> dict:
+    """The text-id side's accuracy against its training budget, with and without CF embeddings,
+    scored on validation targets only; resumable point by point.
+
+    For each budget (training prompts in all, see :func:`budget_stages`) and variant, the
+    stages train in ``out / "budget-<B>"`` through the run layer (:meth:`Run.ensure
+    <llmrec_lite.runs.Run.ensure>`: a finished stage with the same settings is reused, an
+    interrupted one continues from its checkpoint), then the final stage answers ``users``
+    validation users by the profile's beam search (sequential task, seen template, the user
+    vectors of ``eval_user_vectors`` for validation prompts). Popularity (from the training
+    parts) is scored on the same users. No test target is read: training reads training
+    prefixes and validation targets, the scoring validation targets.
+
+    With ``record``, the record is written (atomically) after every point and read back
+    first: points already in it are kept and not measured again, so the curve can be built
+    across sessions, budget by budget.
+
+    Args:
+        run: A :class:`~llmrec_lite.runs.Run` on the real split (its profile gives every
+            setting but the prompts per task).
+        budgets: Training prompts in all, one per point.
+        users: Validation users scored (a seeded subset; ``None``: all).
+        record: The record's JSON file (``None``: nothing written, nothing resumed).
+        out: Where the stages are trained (default ``run.out / "text_id_budget"``).
+        variants: Text-id variants (default with CF embeddings and without).
+
+    Returns:
+        The record: the header (dataset, profile, users and what is scored), ``popularity``
+        (HR/NDCG@5/10 with intervals, per-user ranks), ``points`` (per variant and budget:
+        prompts per task per stage, steps, training seconds, final training loss, validation
+        HR/NDCG@5/10 with bootstrap 95 % intervals, distinct items ranked first, the paired
+        interval against popularity, per-user ranks), ``cf - no cf`` (per budget where both
+        are measured: paired intervals of HR@10 and NDCG@10) and ``missing`` (points not yet
+        measured).
+
+    Raises:
+        ValueError: a shifted run, a variant that is not text-id or a non-positive budget.
+        RecordMismatchError: ``record`` was made under other settings (another users' subset,
+            profile, data, training settings...).
+    """
+    if run.steps_back:
+        raise ValueError("The budget curve scores the run's validation targets; open the real split (steps_back=0).")
+    budgets = sorted({int(b) for b in budgets})
+    if not budgets:
+        raise ValueError("No budgets: pass at least one count of training prompts.")
+    variants = [Variant.parse(v) for v in variants]
+    plans = {(v.name, b): budget_stages(run.profile, v, b) for v in variants for b in budgets}  # refuses bad input
+    out = Path(out) if out is not None else run.out / "text_id_budget"
+    record = Path(record) if record is not None else None
+    chosen = evaluation_users(run.split, users, seed=run.profile.seed)
+    header = _budget_header(run, chosen)
+    with stage_lock(out / "curve"):  # one process per curve: two would each write their own points
+        return _budget_curve(run, budgets, variants, plans, chosen, header, record, out, show_progress)
+
+
+def _budget_curve(run, budgets, variants, plans, chosen, header, record, out, show_progress) -> dict:
+    """:func:`text_id_budget_curve` once its input is checked and the curve's lock is held."""
+    points, requested, named, saved = [], budgets, [v.name for v in variants], None
+    if record is not None and record.exists():
+        saved = read_json(record, "It is the budget curve's record: pass --overwrite to start it again.")
+        changed = [k for k in BUDGET_IDENTITY if json.loads(json.dumps(header[k])) != saved.get(k)]
+        if changed:
+            raise RecordMismatchError(f"{record} was measured under other settings ({', '.join(changed)} differ): its "
+                                      "points cannot be read with these. Pass --overwrite to start it again, or --out "
+                                      "elsewhere.")
+        points = saved.get("points", [])
+        requested = sorted(set(saved.get("budgets", [])) | set(budgets))
+        named = list(dict.fromkeys(saved.get("variants", []) + named))
+    pop = _popularity_row(run, chosen)
+    valid_vectors = run.eval_user_factors("valid")
+    order = {v.name: k for k, v in enumerate(BUDGET_VARIANTS)}
+
+    def assemble():
+        key = lambda p: (p["budget"], order.get(p["variant"], len(order)), p["variant"])  # noqa: E731
+        done = {(p["variant"], p["budget"]) for p in points}
+        names = sorted(set(named) | {p["variant"] for p in points}, key=lambda n: (order.get(n, len(order)), n))
+        return {**header, "budgets": requested, "variants": names, "popularity": pop,
+                "points": sorted(points, key=key), "cf - no cf": _cf_pairs(points),
+                "missing": [[n, b] for b in requested for n in names if (n, b) not in done],
+                "machine": describe_machine(), "date": datetime.date.today().isoformat()}
+
+    for budget in budgets:
+        for variant in variants:
+            if any(p["variant"] == variant.name and p["budget"] == budget for p in points):
+                continue  # measured in an earlier session
+            _measure_point(run, out, variant, budget, plans[(variant.name, budget)], chosen, valid_vectors, pop,
+                           points, show_progress)
+            if record is not None:
+                write_json(record, assemble())
+    result = assemble()
+    stamps = ("machine", "date")
+    if saved is not None and {k: v for k, v in json.loads(json.dumps(result)).items() if k not in stamps} \
+            == {k: v for k, v in saved.items() if k not in stamps}:
+        return saved  # nothing new: the record stays as it was, its machine and date included
+    if record is not None:
+        write_json(record, result)
+    return result
+
+
+def _measure_point(run, out, variant, budget, plan, chosen, valid_vectors, pop, points, show_progress) -> None:
+    """Trains (or finds finished) one variant at one budget and adds its point to ``points``."""
+    sub = run.at(out / f"budget-{budget}")
+    stages = []
+    for stage, per_task in plan.items():
+        result = sub.ensure(run.settings(variant, stage, samples_per_task=per_task), show_progress)
+        stages.append({"stage": stage, "prompts_per_task": per_task, "prompts": result["samples"],
+                       "steps": result["steps"], "seconds": result["seconds"],
+                       "final_loss": result["final_loss"],
+                       "final_loss_mean_last_10pct": result["final_loss_mean_last_10pct"],
+                       "final_val_loss": result["final_val_loss"]})
+    trained = sub.load(variant, max(plan))
+    ev = evaluate_model(trained, task="sequential", template="seen", targets="valid", users=chosen,
+                        user_factors=valid_vectors, show_progress=show_progress)
+    points.append(_budget_point(run, variant, budget, stages, ev, pop))
+
+
+def _budget_header(run, chosen) -> dict:
+    settings = train_record(run.settings(TEXT_ID, 2))
+    varying = ("stage", "output", "use_embeddings", "samples_per_task", "sample_ratio")
+    return {
+        **record_header(run, "text-id budget curve"),
+        "data_sha256": run.data.sha256,
+        "question": "where does the text-id side pass popularity, and where do CF embeddings separate from none?",
+        "targets": "valid",
+        "task": "sequential",
+        "template": "seen",
+        "num_beams": 10,
+        "eval_user_vectors": run.profile.eval_user_vectors,
+        "users": int(len(chosen)),
+        "user_ids": [int(u) for u in chosen],
+        "budget_rule": "budget = training prompts in all (both tasks, every epoch, both stages); with CF embeddings "
+                       "split between stage 1 and stage 2 in the profile's text_id_samples ratio, without them all "
+                       "in its one stage",
+        "stage_shares": _stage_shares(run.profile),
+        "train_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items() if k not in varying},
+        "timings": "seconds and minutes are each point's own machine's (per point: machine, date); reused stages "
+                   "keep the seconds of the session that trained them",
+    }
+
+
+def _popularity_row(run, chosen) -> dict:
+    """Popularity (training-part counts) on the validation targets of ``chosen``, unmasked (as
+    beam search ranks) and masked, with intervals and per-user unmasked ranks."""
+    split = run.split
+    gold = split.target_items("valid")[chosen]
+    scores = torch.as_tensor(popularity_scores(split)).expand(len(chosen), -1)
+    plain = target_ranks(scores, gold)
+    masked = target_ranks(scores, gold, exclude=[split.history(int(u), "valid") for u in chosen])
+    return {**metrics_from_ranks(plain), **metrics_from_ranks(masked, suffix="_masked"),
+            "hr@10_ci95": list(bootstrap_interval(plain, "hr@10")),
+            "ndcg@10_ci95": list(bootstrap_interval(plain, "ndcg@10")),
+            "ranks": [int(r) for r in plain]}
+
+
+def _budget_point(run, variant, budget: int, stages: list[dict], ev, pop: dict) -> dict:
+    first = [int(row[0]) for row in ev.top_items if int(row[0]) >= 0]
+    counts = Counter(first)
+    common, times = counts.most_common(1)[0] if counts else (None, 0)
+    seconds = sum(s["seconds"] for s in stages)
+    return {
+        "variant": variant.name,
+        "label": variant.label,
+        "budget": int(budget),
+        "prompts": int(sum(s["prompts"] for s in stages)),
+        "prompts_per_task": [next((s["prompts_per_task"] for s in stages if s["stage"] == k), None) for k in (1, 2)],
+        "steps": int(sum(s["steps"] for s in stages)),
+        "train_seconds": seconds,
+        "train_minutes": seconds / 60,
+        "final_loss": stages[-1]["final_loss"],
+        "final_loss_mean_last_10pct": stages[-1]["final_loss_mean_last_10pct"],
+        "stages": stages,
+        "valid": {k: ev.metrics[k] for k in BUDGET_KEYS},
+        "hr@10_ci95": list(ev.bootstrap("hr@10")),
+        "ndcg@10_ci95": list(ev.bootstrap("ndcg@10")),
+        "distinct_top1": len(counts),
+        "top1_share": times / max(len(ev.top_items), 1),
+        "most_common_top1": None if common is None else run.data.item_id(common),
+        "- popularity": {k: paired_bootstrap(ev.ranks, np.asarray(pop["ranks"]), k) for k in ("hr@10", "ndcg@10")},
+        "eval_seconds": ev.metrics["seconds"],
+        "ranks": [int(r) for r in ev.ranks],
+        "machine": describe_machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def _cf_pairs(points: list[dict]) -> list[dict]:
+    """Per budget where both text-id variants are measured: CF - no CF, paired over the users."""
+    by = {(p["variant"], p["budget"]): p for p in points}
+    rows = []
+    for budget in sorted({p["budget"] for p in points}):
+        cf, text = by.get((TEXT_ID.name, budget)), by.get((TEXT_ID_TEXT.name, budget))
+        if cf is None or text is None:
+            continue
+        a, b = np.asarray(cf["ranks"]), np.asarray(text["ranks"])
+        rows.append({"budget": budget, **{k: paired_bootstrap(a, b, k) for k in ("hr@10", "ndcg@10")}})
+    return rows
