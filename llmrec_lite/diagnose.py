@@ -86,7 +86,7 @@ def text_id_diagnosis(trained, test, exact_users: int = 10, train_prompts: int =
     Args:
         trained: A text-id model from :meth:`~llmrec_lite.runs.Run.load`.
         test: Its :class:`~llmrec_lite.evaluate.Evaluation` on test targets (beam search, for
-            example ``pipeline.evaluate_cached``); the first ``exact_users`` of its users are
+            example ``runs.evaluate_cached``); the first ``exact_users`` of its users are
             also scored exactly, reading the same user vectors.
         exact_users: How many users get the (slow) exact scoring.
         train_prompts: How many of its last sequential training prompts to answer.
