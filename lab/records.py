@@ -950,12 +950,13 @@ def fusion_facts(fusion_records: list[dict], profile, names: dict[str, str]) -> 
                 "fusion_sentence": "There is no fusion record for this profile (benchmarks/fusion.py makes one)."}
     # a setting any distance candidate overrides (a later one too) must match the profile as well
     mine = all(candidate_matches(profile, r["settings"], DISTANCE_CANDIDATES.values()) for r in fusion_records)
-    model = "the model this profile trains" if mine else "not the model this profile trains"
+    model = ("It re-ranks the model this profile trains." if mine
+             else "It re-ranks a model other than the one this profile trains.")
     chosen = f"{fusion_choice(fusion_records):g}"
     per = "; ".join(f"{names.get(r['dataset'], r['dataset'])} {r['best']:g}" for r in fusion_records)
     return {"fusion_profile_weight": weight, "fusion_record_weight": chosen, "fusion_per_dataset": per,
             "fusion_candidate_matches": model, "fusion_profile_sentence": profile_sentence,
-            "fusion_sentence": f"The record re-ranks {model}. Its mean HR@10 two items past training, over its "
+            "fusion_sentence": f"{model} Its mean HR@10 two items past training, over its "
                                f"datasets, is highest at weight {chosen} (each dataset's own best: {per})."}
 
 

@@ -42,7 +42,7 @@ PLUMBING = [re.compile(p) for p in (
     r"\b(display|print|show)\(", r"\bstyled\(", r"\.style\b", r"\.format\(", r":[+,]?\.?\d*[fdg%]\}",
     r"\bf[\"']", r"\.round\(", r"\bto_(string|markdown|html)\(",    # formatting
     r"""["'][^"']*["']\s+if\s+.+\s+else\s+["']""",       # verdict words chosen by a condition
-    r"\brecords\(", r"\brecorded_(results|source)\(",    # record lookups
+    r"\w*records\(", r"\brecorded_(results|source)\(",   # record lookups (read_records too)
 )]
 
 

@@ -176,7 +176,7 @@ def test_records_appendix_reads_the_cpu_records(captured, monkeypatch, tmp_path)
     assert glued["vectors_chosen"] == user_vectors_ranking(cpu_records("user_vectors"))[0][0] == cpu.eval_user_vectors
     assert glued["vectors_profile_matches"] == "matches"
     assert glued["fusion_record_weight"] == f"{fusion_choice(cpu_records('fusion')):g}"
-    assert glued["fusion_candidate_matches"] == "the model this profile trains"
+    assert glued["fusion_candidate_matches"] == "It re-ranks the model this profile trains."
     # the seed record: the verdict words follow each dataset's seed-averaged interval
     summaries = {r["dataset"]: seed_summary(r) for r in cpu_records("seeds")}
     names = {"lastfm": "LastFM", "beauty": "Beauty"}

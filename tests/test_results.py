@@ -290,17 +290,20 @@ def test_the_title_answer_flips_with_its_interval():
                    "users": 100, "verdict": R.paired_verdict((lo, hi))}]
         share = {"head": {"cf_weight": 0.5, "known_bias": -3.0}, "overlap with WALS": {"top_k_jaccard": 0.8},
                  "hr@10_masked": 0.1}
-        if alone is not None:
-            share["llm_term_alone_hr@10_masked"] = alone
+        if alone is not None:  # the LLM term alone - WALS interval
+            paired.append({"comparison": R.LLM_ALONE_VS_WALS, "rule": "masked", "difference": sum(alone) / 2,
+                           "ci95": list(alone), "users": 100, "verdict": R.paired_verdict(alone)})
         return {"paired": paired, "llm_share": {"stage 2": share}}
 
     words = [R.llm_adds_words(result(lo, lo + 0.02)["paired"]) for lo in (0.001, -0.001, -0.021)]
     assert words == ["adds to", "is not shown to add to", "takes away from"]
     assert R.llm_adds_words([]) == R.NOT_COMPUTED
-    sentence = R.question_sentence(result(-0.021, -0.001, alone=0.05), "Shop")
+    sentence = R.question_sentence(result(-0.021, -0.001, alone=(-0.03, -0.01)), "Shop")
     assert sentence.startswith("On Shop, stage 2 takes away from the WALS model it reads")
-    assert "-0.0110 [-0.0210, -0.0010]" in sentence and "w = 0.500" in sentence and "80%" in sentence
-    assert "HR@10 0.0500 masked against 0.1000" in sentence
+    assert "-0.0110 [-0.0210, -0.0010]" in sentence
+    assert sentence.endswith("Its LLM term alone lies below WALS.")
+    assert R.question_sentence(result(-0.021, -0.001, alone=(-0.01, 0.01)), "Shop").endswith(
+        "Its LLM term alone lies level, within its interval, with WALS.")
     assert "LLM term alone" not in R.question_sentence(result(0.001, 0.021), "Shop")
 
 

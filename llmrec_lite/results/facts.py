@@ -93,16 +93,21 @@ def headline_facts(result: dict, references: list[dict], display_name: str) -> d
         "The point estimates do not keep the expected order (stage 2 above stage 1 above the model without CF "
         "embeddings).")
     steps = []
-    for key, comparison, rule, what in (
-            ("s2_s1", S2_VS_S1, "unmasked", "stage 2 - stage 1"),
-            ("s2_nocf", S2_VS_NOCF, "unmasked", "stage 2 - no CF embeddings"),
-            ("s1_nocf", S1_VS_NOCF, "unmasked", "stage 1 - no CF embeddings"),
-            ("s2_wals_masked", S2_VS_WALS, "masked", "stage 2 - WALS (history masked)")):
+    for key, comparison, rule, what in (("s2_s1", S2_VS_S1, "unmasked", S2_VS_S1),
+                                        ("s2_nocf", S2_VS_NOCF, "unmasked", S2_VS_NOCF),
+                                        ("s1_nocf", S1_VS_NOCF, "unmasked", S1_VS_NOCF),
+                                        ("s2_wals_masked", S2_VS_WALS, "masked", f"{S2_VS_WALS} (history masked)")):
         entry = find_paired(paired, comparison, rule)
         facts.update({f"paired_{key}": paired_words(entry), f"paired_{key}_diff": entry["difference"],
                       f"paired_{key}_lo": entry["ci95"][0], f"paired_{key}_hi": entry["ci95"][1]})
         steps.append((what, paired_words(entry)))
     facts["paired_users"] = find_paired(paired, S2_VS_S1)["users"]
+    wals = find_paired(paired, S2_VS_WALS, "masked")
+    facts["s2_wals_sentence"] = (
+        f"Stage 2 - WALS is {wals['difference']:+.4f}, and its interval "
+        + {"above": "lies above zero: stage 2 ranks better than the vectors it reads.",
+           "below": "lies below zero: stage 2 ranks worse than the vectors it reads.",
+           "not separated": "holds zero: stage 2 is not told apart from the vectors it reads."}[wals["verdict"]])
     separated = [what for what, words in steps if words != "not separated from zero"]
     facts["paired_sentence"] = (
         "None of the four intervals is separated from zero." if not separated else
@@ -113,6 +118,14 @@ def headline_facts(result: dict, references: list[dict], display_name: str) -> d
     facts["tid_base"] = f"{hr10(TEXT_ID_TEXT, 2):.4f}" if has_base else "not trained under this profile"
     facts["cf_helps_text"] = (("above" if hr10(TEXT_ID, 2) > hr10(TEXT_ID_TEXT, 2) else "not above")
                               if has_tid and has_base else "not compared with")
+    if not has_tid:
+        facts["tid_sentence"] = "This profile's evaluation grid does not evaluate the text-id side."
+    elif not has_base:
+        facts["tid_sentence"] = (f"The text-id side scores HR@10 {facts['tid_s2']} at stage 2; this profile "
+                                 "trains no text-id model without CF embeddings to compare it with.")
+    else:
+        facts["tid_sentence"] = (f"The text-id side scores HR@10 {facts['tid_s2']} at stage 2 and {facts['tid_base']} "
+                                 f"without CF embeddings: stage 2 is {facts['cf_helps_text']} it.")
     return facts
 
 
@@ -164,7 +177,7 @@ def distance_facts(distance: list[dict], s2: str, s1: str, wals: str) -> dict:
     facts["dist_change"] = {"below": f"it loses {step['gap']:.4f}",
                             "above": f"it gains {step['gap']:.4f}"}.get(step["side"], "it stays level")
     facts["dist_verdict"] = "worse" if masked_drop[s2] > masked_drop[wals] else "no worse"
-    facts["dist_valid_vs_test"] = "does better" if at(s2, 1) > at(s2, 0) else "does no better"
+    facts["dist_valid_vs_test"] = "does better" if step["side"] == "below" else "does no better"  # as printed
     facts["dist_masked_sentence"] = (
         f"Masked, the rule WALS is ranked by, stage 2 fares {facts['dist_verdict']} than the WALS factors it reads "
         f"over that step (it loses {masked_drop[s2]:.4f}, WALS {masked_drop[wals]:.4f}).")
@@ -175,8 +188,15 @@ def question_facts(results: dict[str, dict], names: dict[str, str]) -> dict:
     """7.6: the title question's answer on every dataset (:func:`question_sentence`), and which
     way the main dataset's known-item offset ``c`` pushes consumed items."""
     c = results[next(iter(results))]["llm_share"]["stage 2"]["head"]["known_bias"]
+    push = "down" if c < 0 else "up" if c > 0 else "nowhere along"
+    sentence = {"down": "There the learned offset c is negative: it pushes every consumed item down the list, so "
+                        "the unmasked column ranks much as the masked one does.",
+                "up": "There the learned offset c is positive: it pushes every consumed item up the list, so the "
+                      "unmasked column favours items the user already had.",
+                "nowhere along": "There the offset c is zero (or off), so consumed items keep their places and "
+                                 "the two columns can differ."}[push]
     return {"question_answer": " ".join(question_sentence(result, names[d]) for d, result in results.items()),
-            "known_push": "down" if c < 0 else "up" if c > 0 else "nowhere along"}
+            "known_push": push, "known_sentence": sentence}
 
 
 def paper_facts(results: dict[str, dict], references: list[dict], claim_name: str) -> dict:

@@ -14,7 +14,7 @@ from llmrec_lite.results.rows import (LLM_ALONE_VS_WALS, S2_VS_WALS, SASREC_LABE
 from llmrec_lite.variants import ITEM_TOKEN
 
 __all__ = ["side_of_target", "PAIRED_WORDS", "paired_verdict", "NOT_COMPUTED", "paired_words", "LLM_ADDS",
-           "llm_adds_words", "question_sentence", "PAPER_CLAIM_DATASET", "PAPER_STAGE2", "PAPER_SASREC",
+           "llm_adds_words", "ALONE_WORDS", "question_sentence", "PAPER_CLAIM_DATASET", "PAPER_STAGE2", "PAPER_SASREC",
            "intervals_overlap", "sasrec_claim", "OVERLAP_WORDS", "sasrec_published"]
 
 
@@ -70,26 +70,24 @@ def llm_adds_words(paired: list[dict]) -> str:
     return NOT_COMPUTED if entry is None else LLM_ADDS[paired_verdict(entry["ci95"])]
 
 
+# where the head's LLM term alone lies against WALS, by its paired interval
+ALONE_WORDS = {"above": "above", "below": "below", "not separated": "level, within its interval, with"}
+
+
 def question_sentence(result: dict, name: str) -> str:
-    """One dataset's answer to the title question in words, every number read from its
-    ``results.json``: the verdict of stage 2 - WALS (masked, paired), the head's learned WALS
-    weight and known-item offset, the top-10 overlap with WALS, and the LLM term alone."""
-    paired, share = result["paired"], result["llm_share"]["stage 2"]
-    head, overlap = share["head"], share["overlap with WALS"]
-
-    def interval(comparison):
-        entry = find_paired(paired, comparison, "masked")
-        return "not computed" if entry is None else \
-            f"{entry['difference']:+.4f} [{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]"
-
-    text = (f"On {name}, stage 2 {llm_adds_words(paired)} the WALS model it reads (stage 2 - WALS, masked: "
-            f"{interval(S2_VS_WALS)}); its head weighs the WALS score by w = {head['cf_weight']:.3f}, offsets "
-            f"consumed items by c = {head['known_bias']:.2f}, and its top-10 lists share "
-            f"{overlap['top_k_jaccard']:.0%} of their items with WALS's (mean Jaccard).")
-    alone = share.get("llm_term_alone_hr@10_masked")
+    """One dataset's answer to the title question in words, read from its ``results.json``:
+    the verdict of stage 2 - WALS (masked, paired) with its interval, then where the head's LLM
+    term alone lies against WALS (masked, paired), where the run measured it. The head's
+    learned scalars stay in ``results.json``'s ``llm_share`` (one number per sentence is
+    enough for a reader to follow)."""
+    paired = result["paired"]
+    entry = find_paired(paired, S2_VS_WALS, "masked")
+    interval = "not computed" if entry is None else \
+        f"{entry['difference']:+.4f} [{entry['ci95'][0]:+.4f}, {entry['ci95'][1]:+.4f}]"
+    text = f"On {name}, stage 2 {llm_adds_words(paired)} the WALS model it reads (masked: {interval})."
+    alone = find_paired(paired, LLM_ALONE_VS_WALS, "masked")
     if alone is not None:
-        text += (f" Its LLM term alone reaches HR@10 {alone:.4f} masked against {share['hr@10_masked']:.4f} for the "
-                 f"whole head (LLM term alone - WALS: {interval(LLM_ALONE_VS_WALS)}).")
+        text += f" Its LLM term alone lies {ALONE_WORDS[paired_verdict(alone['ci95'])]} WALS."
     return text
 
 
