@@ -175,8 +175,12 @@ def lean_result(dataset, s2=0.08, sasrec=0.05, sasrec_ci=(0.04, 0.06), sasrec_ma
     for comparison in (R.S2_VS_S1, R.S2_VS_NOCF, R.S1_VS_NOCF, R.S2_VS_WALS, R.S2_VS_SASREC):  # as the pipeline writes them
         paired.append({"comparison": comparison, "rule": "unmasked", "key": "hr@10", "difference": 0.05,
                        "ci95": [0.03, 0.07], "users": evaluated, "verdict": "above"})
-        paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": 0.0,
-                       "ci95": [-0.01, 0.01], "users": evaluated, "verdict": "not separated"})
+        masked_ci = [-0.01, 0.01]
+        if comparison == R.S2_VS_SASREC:  # stage 2's masked HR@10 against SASRec's, +- 0.005
+            gap = (s2 + 0.01) - 0.065
+            masked_ci = [gap - 0.005, gap + 0.005]
+        paired.append({"comparison": comparison, "rule": "masked", "key": "hr@10", "difference": sum(masked_ci) / 2,
+                       "ci95": masked_ci, "users": evaluated, "verdict": R.paired_verdict(masked_ci)})
     trained = {(v, s) for v, stage, _ in llm_runs(cpu, dataset) for s in ((1, 2) if stage == 2 else (stage,))}
     training = {f"{v}/stage{s}": {"variant": v.name, "stage": s, "samples": 32 * s, "steps": 8 * s,
                                   "seconds": 60.0 * s, "final_val_loss": 5.0 - s - (0.5 if v.use_embeddings else 0)}
@@ -331,22 +335,30 @@ def test_paper_comparison_puts_our_rows_beside_the_papers(lean):
 
 
 def test_sasrec_claim_verdicts(lean):
-    holds = R.sasrec_claim(lean["lastfm"])  # 0.08 [0.07, 0.09] against 0.05 [0.04, 0.06]
+    """"Beats SASRec" is decided by the paired masked interval, not by the rows' own intervals."""
+    holds = R.sasrec_claim(lean["lastfm"])  # masked: 0.09 against 0.065, paired [+0.020, +0.030]
     assert holds["verdict"] == "holds" and holds["unmasked"]["overlap"] is False
     assert holds["unmasked"]["difference"] == pytest.approx(0.03)
-    below = R.sasrec_claim(lean["beauty"])
-    assert below["verdict"] == "does not hold" and below["unmasked"]["difference"] == pytest.approx(-0.02)
-    close = R.sasrec_claim(lean_result("beauty", s2=0.055))
-    assert close["verdict"].startswith("is not shown") and close["unmasked"]["overlap"] is True
-    assert close["masked"]["difference"] == pytest.approx(0.065 - 0.065)
+    below = R.sasrec_claim(lean["beauty"])  # masked: 0.04 against 0.065
+    assert below["verdict"].startswith("does not hold") and below["unmasked"]["difference"] == pytest.approx(-0.02)
+    close = R.sasrec_claim(lean_result("beauty", s2=0.058))  # paired masked [-0.002, +0.008]
+    assert close["verdict"].startswith("is not shown") and close["paired"]["ci95"][0] < 0 < close["paired"]["ci95"][1]
     assert R.intervals_overlap(None, [0, 1]) is None
     table = R.claim_table({"lastfm": holds, "beauty": below}, NAMES)
     assert table["dataset"].tolist() == ["LastFM", "Beauty"]
-    assert table["“beats SASRec”"].tolist() == ["holds", "does not hold"]
-    assert table["intervals"].tolist() == ["do not overlap", "overlap"]
-    assert table["stage 2 - SASRec"].tolist() == pytest.approx([0.03, -0.02])
-    # the verdict flips with the interval, not the point estimate: stage 2 above SASRec, intervals touching
-    assert R.sasrec_claim(lean_result("lastfm", s2=0.065))["verdict"].startswith("is not shown")
+    assert table["“beats SASRec”"].tolist() == ["holds", R.CLAIM_WORDS["below"]]
+    assert table["unmasked intervals"].tolist() == ["do not overlap", "overlap"]
+    assert table["unmasked: stage 2 - SASRec"].tolist() == pytest.approx([0.03, -0.02])
+    assert table["masked: stage 2 - SASRec"].tolist() == pytest.approx([0.025, -0.025])
+    # the verdict flips with the paired interval, whatever the unmasked rows' intervals say
+    unmasked_apart = lean_result("lastfm")
+    for p in unmasked_apart["paired"]:
+        if p["comparison"] == R.S2_VS_SASREC and p["rule"] == "masked":
+            p.update(difference=0.002, ci95=[-0.003, 0.007], verdict="not separated")
+    assert R.sasrec_claim(unmasked_apart)["unmasked"]["overlap"] is False
+    assert R.sasrec_claim(unmasked_apart)["verdict"].startswith("is not shown")
+    without = dict(lean["lastfm"], paired=[])
+    assert R.sasrec_claim(without)["verdict"] == R.NOT_COMPUTED
 
 
 def test_sasrec_against_published_numbers(lean):
@@ -441,8 +453,8 @@ def test_chapter_runs_on_the_lean_two_dataset_shape(lean, monkeypatch, tmp_path)
     assert glued["cf_helps_text"] == "not compared with"
     assert glued["grid_name"] == "lean" and glued["grid_main_only"] == 3
     assert glued["label_beauty"].startswith("Beauty: all 22,363 users")
-    assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == "does not hold"
-    assert glued["paper_claim"] == "does not hold"  # the paper's own dataset, Beauty
+    assert glued["claim_lastfm"] == "holds" and glued["claim_beauty"] == R.CLAIM_WORDS["below"]
+    assert glued["paper_claim"] == R.CLAIM_WORDS["below"]  # the paper's own dataset, Beauty
     # the main dataset's paired numbers and words; every dataset's are in the table
     assert glued["paired_s2_s1"] == glued["paired_s1_nocf"] == "above zero"
     assert (glued["paired_s2_s1_diff"], glued["paired_s2_s1_lo"], glued["paired_s2_s1_hi"]) == (0.05, 0.03, 0.07)

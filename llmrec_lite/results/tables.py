@@ -170,7 +170,8 @@ def paired_table(results: dict[str, dict], names: dict[str, str] | None = None):
 # stage 2 against each ranker that bears on "does the LLM add to the CF model it reads?"
 QUESTION_ROWS = ((S2_VS_WALS, "WALS, the CF vectors it reads"), (S2_VS_SASREC, "SASRec"),
                  (S2_VS_S1, "stage 1 (LLM frozen)"), (S2_VS_NOCF, "the same LLM without CF embeddings"),
-                 (S2_VS_LLM_ALONE, "its own LLM term alone (WALS weight set to 0)"))
+                 (S2_VS_LLM_ALONE, "its own LLM term read alone (w set to 0: a reading of the trained hybrid, "
+                                   "not a model trained without the WALS score)"))
 
 
 def question_table(results: dict[str, dict], names: dict[str, str] | None = None):
@@ -243,8 +244,9 @@ def paper_comparison(results: dict[str, dict], reference: list[dict], names: dic
 
 
 def claim_table(claims: dict[str, dict], names: dict[str, str] | None = None):
-    """:func:`sasrec_claim` of every dataset as a table: stage 2 - SASRec under both rules,
-    whether the two 95% intervals overlap, and the verdict on "beats SASRec".
+    """:func:`sasrec_claim` of every dataset as a table: stage 2 - SASRec masked and paired (the
+    interval that decides), the verdict on "beats SASRec", then the unmasked difference and
+    whether the models' own intervals overlap, for the reader who compares rows by eye.
 
     Args:
         claims: ``{dataset: sasrec_claim(...)}``.
@@ -254,12 +256,15 @@ def claim_table(claims: dict[str, dict], names: dict[str, str] | None = None):
 
     records = []
     for dataset, claim in claims.items():
-        u, m = claim["unmasked"], claim["masked"]
-        records.append({"dataset": (names or {}).get(dataset, dataset), "stage 2 - SASRec": u["difference"],
-                        "intervals": OVERLAP_WORDS[u["overlap"]], "“beats SASRec”": claim["verdict"],
-                        "masked: stage 2 - SASRec": m["difference"], "masked intervals": OVERLAP_WORDS[m["overlap"]]})
-    return pd.DataFrame(records, columns=["dataset", "stage 2 - SASRec", "intervals", "“beats SASRec”",
-                                          "masked: stage 2 - SASRec", "masked intervals"])
+        u, paired = claim["unmasked"], claim.get("paired")
+        records.append({"dataset": (names or {}).get(dataset, dataset),
+                        "masked: stage 2 - SASRec": None if paired is None else paired["difference"],
+                        "paired 95% CI": "-" if paired is None else
+                        f"[{paired['ci95'][0]:+.4f}, {paired['ci95'][1]:+.4f}]",
+                        "“beats SASRec”": claim["verdict"], "unmasked: stage 2 - SASRec": u["difference"],
+                        "unmasked intervals": OVERLAP_WORDS[u["overlap"]]})
+    return pd.DataFrame(records, columns=["dataset", "masked: stage 2 - SASRec", "paired 95% CI", "“beats SASRec”",
+                                          "unmasked: stage 2 - SASRec", "unmasked intervals"])
 
 
 def sasrec_published_table(results: dict[str, dict], reference: list[dict], names: dict[str, str] | None = None):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
-from llmrec_lite.results.rows import (LLM_ALONE_VS_WALS, S2_VS_WALS, SASREC_LABEL, classic_row, find_paired,
+from llmrec_lite.results.rows import (LLM_ALONE_VS_WALS, S2_VS_SASREC, S2_VS_WALS, SASREC_LABEL, classic_row, find_paired,
                                       find_row)
 from llmrec_lite.variants import ITEM_TOKEN
 
 __all__ = ["side_of_target", "PAIRED_WORDS", "paired_verdict", "NOT_COMPUTED", "paired_words", "LLM_ADDS",
            "llm_adds_words", "ALONE_WORDS", "question_sentence", "PAPER_CLAIM_DATASET", "PAPER_STAGE2", "PAPER_SASREC",
-           "intervals_overlap", "sasrec_claim", "OVERLAP_WORDS", "sasrec_published"]
+           "intervals_overlap", "CLAIM_WORDS", "sasrec_claim", "OVERLAP_WORDS", "sasrec_published"]
 
 
 def side_of_target(value: float, target: float, digits: int = 4) -> dict:
@@ -111,19 +111,27 @@ def intervals_overlap(a, b) -> bool | None:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
+# the verdict on "stage 2 beats SASRec", by where the paired masked interval lies
+CLAIM_WORDS = {"above": "holds", "below": "does not hold (stage 2 is below SASRec)",
+               "not separated": "is not shown (the paired masked interval holds zero)"}
+
+
 def sasrec_claim(result: dict) -> dict:
     """Does "stage 2 beats SASRec" hold on one dataset of this build?
-    It holds when stage 2's HR@10 is above SASRec's and their bootstrap 95% intervals do not
-    overlap. For two models evaluated on the same users this test is conservative (a paired
-    interval would be narrower): passing it is strong evidence, while overlapping intervals
-    alone do not show the models equal; the verdict then says "is not shown".
+
+    Decided by the paired bootstrap interval of stage 2 - SASRec on the same users with
+    history masked (``results.json``'s ``paired``): the rule under which SASRec is a fair
+    ranker, and the interval that reflects how consistently one model beats the other. The
+    unmasked rule would hand stage 2 its known-item offset, which SASRec has no counterpart of.
+    Whether the two models' own intervals overlap is kept beside it, unmasked and masked.
 
     Args:
         result: A ``results.json`` dictionary.
 
     Returns:
-        ``{"unmasked": {...}, "masked": {...}, "verdict"}``; each rule holds ``stage2``,
-        ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and ``overlap``.
+        ``{"unmasked": {...}, "masked": {...}, "paired": entry or None, "verdict"}``; each rule
+        holds ``stage2``, ``sasrec``, ``difference`` (stage 2 - SASRec), their intervals and
+        ``overlap``; ``verdict`` is one of :data:`CLAIM_WORDS` (or :data:`NOT_COMPUTED`).
     """
     s2, sas = find_row(result["rows"], ITEM_TOKEN, 2), classic_row(result["rows"], SASREC_LABEL)
     out = {}
@@ -132,14 +140,9 @@ def sasrec_claim(result: dict) -> dict:
         ca, cb = s2.get(f"hr@10{suffix}_ci95"), sas.get(f"hr@10{suffix}_ci95")
         out[rule] = {"stage2": a, "sasrec": b, "difference": a - b, "stage2_ci95": ca, "sasrec_ci95": cb,
                      "overlap": intervals_overlap(ca, cb)}
-    u = out["unmasked"]
-    if u["difference"] <= 0:
-        out["verdict"] = "does not hold"
-    elif u["overlap"] is False:
-        out["verdict"] = "holds"
-    else:
-        out["verdict"] = "is not shown (stage 2 is above, but the intervals overlap)"
-
+    entry = find_paired(result.get("paired"), S2_VS_SASREC, "masked")
+    out["paired"] = entry
+    out["verdict"] = NOT_COMPUTED if entry is None else CLAIM_WORDS[paired_verdict(entry["ci95"])]
     return out
 
 
