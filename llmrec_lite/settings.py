@@ -76,7 +76,13 @@ class TrainSettings:
         user_vectors: The user's CF vector in training prompts: ``"fitted"`` (the WALS fit's,
             solved from every training item, the prompt's answer included) or ``"prefix"``
             (folded in from the items before the prompt's target, as a test user's is).
-            Validation and evaluation always use the fitted vector.
+            It sets training prompts only. The training loop's validation prompts read the
+            fitted vector, as do the records that chose settings on validation targets; the
+            user-vector record is the exception, since it scored one model both ways. The
+            results' test prompts, their WALS row and ``recommend`` read the profile's
+            ``eval_user_vectors`` instead (:meth:`~llmrec_lite.runs.Run.eval_user_factors`):
+            folded in from every item before the test target under the cpu profile, so a
+            test prompt does not read the fitted vector there.
         seed: Seed of sampling, batching, dropout and initialisation.
     """
 
